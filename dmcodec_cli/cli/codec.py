@@ -1,0 +1,127 @@
+"""Single-file commands: encode, decode, info, convert."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..audio import load_audio, save_audio
+from ..checkpoint import load_checkpoint, save_release
+from ..codes import load_codes, save_codes
+from ..config import CodecConfig
+from ..errors import DmcodecError
+from ..inference import decode_codes, encode_samples
+from ..registry import load_model, pick_device
+from .common import console, console_err, print_json
+
+MODEL_HELP = "Model: registered name, release directory, .pt / .safetensors checkpoint or Hugging Face id."
+
+
+def check_n_q(n_q: Optional[int], available: int) -> Optional[int]:
+    if n_q is not None and not 1 <= n_q <= available:
+        raise DmcodecError(f"--n-q must be between 1 and {available} for this model, got {n_q}")
+    return n_q
+
+
+def encode(
+    input: Path = typer.Argument(..., help="Audio file (wav, flac, ogg, mp3)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Code file to write (.npy, int16 [n_q, frames])."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    n_q: Optional[int] = typer.Option(None, "--n-q", help="Codebooks to keep (default: all)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what was done to the audio."),
+) -> None:
+    """Encode an audio file into discrete codes."""
+    codec = load_model(model, pick_device(device))
+    n_q = check_n_q(n_q, codec.n_q)
+    audio = load_audio(input, codec.sample_rate)
+    codes = encode_samples(codec, audio.samples, n_q)
+    save_codes(output, codes)
+    summary = {"input": str(input), "output": str(output), "n_q": int(codes.shape[0]), "frames": int(codes.shape[1]),
+               "num_samples": len(audio.samples), "seconds": round(audio.duration, 3),
+               "source_sample_rate": audio.source_rate, "audio": audio.describe(), "model": codec.fingerprint}
+    if json_out:
+        print_json(summary)
+        return
+    if verbose:
+        console_err.print(f"{input}: {audio.source_rate} Hz, {audio.source_channels} channel(s); {audio.describe()}")
+    console.print(f"{input} -> {output}: {codes.shape[0]} x {codes.shape[1]} codes ({audio.duration:.2f} s)")
+
+
+def decode(
+    input: Path = typer.Argument(..., help="Code file (.npy, [n_q, frames])."),
+    output: Path = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Decode codes back into audio (frames x hop samples at the model rate)."""
+    codec = load_model(model, pick_device(device))
+    codes = load_codes(input, codec.config)
+    samples = decode_codes(codec, codes)
+    save_audio(output, samples, codec.sample_rate)
+    if json_out:
+        print_json({"input": str(input), "output": str(output), "n_q": int(codes.shape[0]),
+                    "frames": int(codes.shape[1]), "num_samples": len(samples), "sample_rate": codec.sample_rate})
+        return
+    console.print(f"{input} -> {output}: {len(samples) / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+
+
+def model_summary(model_spec: Optional[str]) -> dict:
+    codec = load_model(model_spec, "cpu", for_inference=False)
+    config = codec.config
+    params = sum(p.numel() for p in codec.parameters())
+    return {"model": model_spec, "fingerprint": codec.fingerprint, "parameters": params,
+            "sample_rate": config.sample_rate, "hop_length": config.hop_length, "frame_rate": config.frame_rate,
+            "n_q": config.n_q, "codebook_size": config.codebook_size,
+            "bitrate_bps": {str(k): config.bitrate(k) for k in range(1, config.n_q + 1)}, "config": config.to_dict()}
+
+
+def info_model(model_spec: Optional[str], json_out: bool) -> None:
+    summary = model_summary(model_spec)
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"model {model_spec or '(default)'}", show_header=False)
+    table.add_row("fingerprint", summary["fingerprint"])
+    table.add_row("parameters", f"{summary['parameters']:,}")
+    table.add_row("sample rate", f"{summary['sample_rate']} Hz")
+    table.add_row("frame rate", f"{summary['frame_rate']:g} frames/s (hop {summary['hop_length']})")
+    table.add_row("codebooks", f"{summary['n_q']} x {summary['codebook_size']}")
+    table.add_row("bitrate", ", ".join(f"{k}: {v / 1000:g} kbps" for k, v in summary["bitrate_bps"].items()))
+    for key, value in summary["config"].items():
+        table.add_row(f"config.{key}", str(value))
+    console.print(table)
+
+
+def info(
+    target: Optional[str] = typer.Argument(None, help="A model (see --model of encode)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+) -> None:
+    """Describe a model: config, parameters, frame rate, bitrate and fingerprint."""
+    info_model(target, json_out)
+
+
+def convert(
+    checkpoint: Path = typer.Argument(..., help="Official .pt state dict, trainer package or .safetensors."),
+    output: Path = typer.Option(..., "-o", "--output", help="Release directory to write."),
+    config: Optional[Path] = typer.Option(None, help="config.json of the checkpoint (default: beside it, else inferred)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
+) -> None:
+    """Convert a checkpoint into the release format (config.json + model.safetensors)."""
+    import torch
+
+    codec = load_checkpoint(checkpoint, CodecConfig.from_json(config) if config else None)
+    fingerprint = save_release(codec, output, torch.float16 if fp16 else torch.float32)
+    console.print(f"{checkpoint} -> {output} (fingerprint {fingerprint[:16]})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(encode)
+    app.command()(decode)
+    app.command()(info)
+    app.command()(convert)

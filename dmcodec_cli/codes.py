@@ -1,0 +1,55 @@
+"""Code files: ``.npy`` arrays of int16 codes [n_q, frames], checked against the model before decoding."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .config import CodecConfig
+from .errors import DmcodecError
+
+
+def check_codes(codes: np.ndarray, config: CodecConfig, source: str = "codes") -> np.ndarray:
+    """Validate codes [n_q, frames] for ``config``; returns them as int64. Raises DmcodecError."""
+    if codes.ndim != 2:
+        raise DmcodecError(f"{source}: codes must have shape [n_q, frames], got {list(codes.shape)}")
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise DmcodecError(f"{source}: codes must be integers, got {codes.dtype}")
+    n_q, frames = codes.shape
+    if n_q == 0 or frames == 0:
+        raise DmcodecError(f"{source}: empty codes (shape {list(codes.shape)})")
+    if n_q > config.n_q:
+        raise DmcodecError(f"{source}: {n_q} codebooks but the model has only {config.n_q}; "
+                           "use the model that made these codes")
+    low, high = int(codes.min()), int(codes.max())
+    if low < 0 or high >= config.codebook_size:
+        raise DmcodecError(f"{source}: code values must lie in [0, {config.codebook_size - 1}] for this model, "
+                           f"found [{low}, {high}]")
+    return codes.astype(np.int64)
+
+
+def save_codes(path: str | os.PathLike, codes: np.ndarray) -> None:
+    """Write codes [n_q, frames] as int16 ``.npy``, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(codes, dtype=np.int16))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_codes(path: str | os.PathLike, config: CodecConfig) -> np.ndarray:
+    """Read and validate a ``.npy`` code file -> int64 [n_q, frames]. Never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise DmcodecError(f"{path}: no such file")
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DmcodecError(f"{path}: not a readable .npy code file ({str(exc).splitlines()[0]})") from None
+    return check_codes(codes, config, str(path))

@@ -1,0 +1,92 @@
+"""The DM-Codec model: SEANet encoder, residual VQ, SEANet decoder and the distillation projection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .config import CodecConfig
+from .modules import SEANetDecoder, SEANetEncoder, WeightNormConv
+from .quantizer import ResidualVectorQuantizer
+
+
+@dataclass
+class CodecOutput:
+    """Result of ``DMCodec.forward`` on a waveform [B, 1, L] with T = ceil(L / hop) frames."""
+
+    audio: Tensor  #: [B, 1, T * hop] reconstruction (not trimmed back to L)
+    codes: Tensor  #: [n_q, B, T] int64
+    commit_loss: Tensor  #: [] mean commitment loss (0 in eval mode)
+    feature: Tensor  #: [B, T, semantic_dimension] distillation feature of the chosen layers
+    layer_outputs: list[Tensor]  #: n_q x [B, dimension, T] each quantizer layer's own vector
+
+
+class DMCodec(nn.Module):
+    """Waveforms at ``config.sample_rate`` <-> codes [n_q, B, frames] at ``config.frame_rate``.
+
+    Parameter and buffer names are those of the official checkpoints (``encoder.*``, ``transform.*``,
+    ``quantizer.*``, ``decoder.*``).
+    """
+
+    def __init__(self, config: CodecConfig):
+        super().__init__()
+        self.config = config
+        self.fingerprint = ""  # sha256 of the loaded weights, set by the checkpoint loader
+        c = config
+        self.encoder = SEANetEncoder(c.n_filters, c.dimension, c.strides, c.lstm_layers, c.bidirectional,
+                                     c.residual_kernel_size, c.dilation_base, c.n_residual_layers)
+        # the official model has a projection only when the two sizes differ
+        self.transform = (nn.Linear(c.dimension, c.semantic_dimension)
+                          if c.dimension != c.semantic_dimension else nn.Identity())
+        self.quantizer = ResidualVectorQuantizer(c.dimension, c.n_q, c.codebook_size)
+        self.decoder = SEANetDecoder(c.n_filters, c.dimension, c.strides, c.lstm_layers,
+                                     c.residual_kernel_size, c.dilation_base, c.n_residual_layers)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def n_q(self) -> int:
+        return self.config.n_q
+
+    def encode(self, audio: Tensor, n_q: int | None = None, st: int = 0) -> Tensor:
+        """audio [B, 1, L] -> codes [n_q - st, B, ceil(L / hop)] int64 (``n_q`` is an end index)."""
+        return self.quantizer.encode(self.encoder(audio), n_q, st)
+
+    def decode(self, codes: Tensor, st: int = 0) -> Tensor:
+        """codes [K, B, T] (row i from codebook st + i) -> audio [B, 1, T * hop]."""
+        return self.decoder(self.quantizer.decode(codes, st))
+
+    def forward(self, audio: Tensor, n_q: int | None = None, distill_layers: Sequence[int] = (0,)) -> CodecOutput:
+        """Encode, quantize (updating codebooks in training) and decode audio [B, 1, L].
+
+        The distillation feature is ``transform`` of the **sum** of the listed layers' own vectors
+        (0-based). With the default ``(0,)`` this equals the original's feature; the original used only
+        the lowest listed layer, whatever the list.
+        """
+        n_q = self.n_q if n_q is None else n_q
+        if not distill_layers or max(distill_layers) >= n_q or min(distill_layers) < 0:
+            raise ValueError(f"distill_layers must be a non-empty list of layers below n_q={n_q}")
+        out = self.quantizer(self.encoder(audio), n_q)
+        selected = torch.stack([out.layer_outputs[i] for i in sorted(set(distill_layers))]).sum(0)
+        feature = self.transform(selected.transpose(1, 2))
+        return CodecOutput(self.decoder(out.quantized), out.codes, out.commit_loss, feature, out.layer_outputs)
+
+    def fold_weight_norm(self) -> "DMCodec":
+        """Fold weight norm into plain weights for inference (the model can no longer be trained)."""
+        for module in self.modules():
+            if isinstance(module, WeightNormConv) and not module.folded:
+                module.fold()
+        return self
+
+    @property
+    def folded(self) -> bool:
+        return any(isinstance(m, WeightNormConv) and m.folded for m in self.modules())

@@ -1,0 +1,83 @@
+"""Where ``--model`` points: a registered name, a local directory or file, or a Hugging Face repo id."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import CodecConfig
+from .errors import DmcodecError
+from .model import DMCodec
+
+MODELS_DIR = Path(__file__).parent / "models"
+#: Registered names -> release directories shipped inside the package.
+REGISTERED: dict[str, Path] = {p.name: p for p in sorted(MODELS_DIR.glob("*")) if (p / "config.json").is_file()}
+#: The model used when ``--model`` is not given (None until one is bundled).
+DEFAULT_MODEL: str | None = "dmcodec-mini" if "dmcodec-mini" in REGISTERED else None
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.pt", "*.pth"]))
+    except LocalEntryNotFoundError:
+        raise DmcodecError(f"{repo_id}: not in the local Hugging Face cache and the hub cannot be reached "
+                           "(offline?); download it where there is a network, or pass a local path") from None
+    except RepositoryNotFoundError:
+        raise DmcodecError(f"{repo_id}: no such model on the Hugging Face hub (or it is private)") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise DmcodecError(f"{repo_id}: download from the Hugging Face hub failed ({exc})") from None
+
+
+def _checkpoint_in(directory: Path) -> Path:
+    """A hub snapshot holds either our release files or a single official checkpoint."""
+    if (directory / "model.safetensors").is_file():
+        return directory
+    found = sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.pt")) + sorted(directory.glob("*.pth"))
+    if not found:
+        raise DmcodecError(f"{directory}: no model weights (.safetensors / .pt) found")
+    return found[0]
+
+
+def resolve_model_path(spec: str | None) -> Path:
+    """The local path behind a ``--model`` value (downloading a hub id into the cache if needed)."""
+    if spec is None:
+        if DEFAULT_MODEL is None:
+            raise DmcodecError("no model given and no default model is bundled; pass --model "
+                               "(a model directory, a .pt / .safetensors checkpoint or a Hugging Face id)")
+        spec = DEFAULT_MODEL
+    if spec in REGISTERED:
+        return REGISTERED[spec]
+    path = Path(spec).expanduser()
+    if path.exists():
+        return _checkpoint_in(path) if path.is_dir() and not (path / "config.json").is_file() else path
+    if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
+        return _checkpoint_in(_from_hub(spec))
+    names = ", ".join(REGISTERED) or "none bundled"
+    raise DmcodecError(f"{spec}: no such model file or directory, and not a registered name ({names}) "
+                       "or a Hugging Face id (owner/name)")
+
+
+def load_model(spec: str | None = None, device: str | torch.device = "cpu", config: CodecConfig | None = None,
+               for_inference: bool = True) -> DMCodec:
+    """Load a model by ``--model`` value, in eval mode on ``device``, weight norm folded for inference."""
+    model = load_checkpoint(resolve_model_path(spec), config).eval().to(device)
+    return model.fold_weight_norm() if for_inference else model
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DmcodecError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DmcodecError(f"unknown --device {name!r}; use auto, cpu or cuda[:N]") from None
