@@ -45,15 +45,19 @@ def fingerprint(state_dict: dict[str, Tensor]) -> str:
 
 # -- reading state dicts --------------------------------------------------------------------------
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0][:200]
         raise DmcodecError(f"{path}: refused: the file holds Python objects other than tensors and loading "
-                           f"it would run code ({first}); only plain state dicts are accepted") from None
+                           f"it would run code ({_first_line(exc)}); only plain state dicts are accepted") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise DmcodecError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+        raise DmcodecError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
 
 
 def _normalise_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -75,7 +79,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         try:
             state = load_file(path)
         except (SafetensorError, OSError, ValueError) as exc:
-            raise DmcodecError(f"{path}: not a readable safetensors file ({exc})") from None
+            raise DmcodecError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
     else:
         state = _torch_load(path)
         if isinstance(state, dict) and isinstance(state.get("generator"), dict):
