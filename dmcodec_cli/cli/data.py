@@ -1,7 +1,135 @@
-"""Commands of this area (filled in by its issue)."""
+"""Training-data commands: ``prep`` (sources -> segments + manifest) and ``extract`` (teacher features)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import DmcodecError
+from .common import console, console_err, print_json
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on stderr, driven by ``update(done, total)`` calls."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console_err, transient=True, disable=not console_err.is_terminal) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _report_failures(failures: list[dict]) -> None:
+    for failure in failures:
+        console_err.print(f"[yellow]skipped:[/] {failure['error']}", highlight=False, soft_wrap=True)
+
+
+def prep(
+    sources: Optional[List[str]] = typer.Argument(None, help="Folders of audio files (their manifest.tsv / "
+                                                  "transcripts.tsv give speaker and text) or manifests (.tsv, .csv, "
+                                                  ".jsonl with a path column)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder: manifest.jsonl, prep.json, audio/."),
+    hf_dataset: Optional[str] = typer.Option(None, "--hf-dataset", help="Hugging Face dataset: hub name or a "
+                                             "local save_to_disk folder (needs the `data` extra)."),
+    split: str = typer.Option("train", "--split", help="Split of --hf-dataset to read."),
+    hf_config: Optional[str] = typer.Option(None, "--hf-config", help="Configuration name of --hf-dataset."),
+    hf_audio_column: str = typer.Option("audio", "--hf-audio-column", help="Audio column of --hf-dataset."),
+    segment_seconds: float = typer.Option(3.0, "--segment-seconds", help="Segment length in seconds."),
+    tail: str = typer.Option("pad", "--tail", help="Last partial segment: 'pad' (zero-pad to a full segment) "
+                             "or 'drop'."),
+    min_tail_seconds: float = typer.Option(0.5, "--min-tail-seconds", help="With --tail pad, tails shorter than "
+                                           "this are dropped."),
+    one_crop: bool = typer.Option(False, "--one-crop", help="The paper's rule: one random crop per utterance."),
+    ratio: float = typer.Option(1.0, "--ratio", help="Fraction of the utterances to use (seeded choice)."),
+    seed: int = typer.Option(1234, "--seed", help="Seed of --ratio, --one-crop and the split."),
+    valid_fraction: float = typer.Option(0.05, "--valid-fraction", help="Fraction of speakers (of utterances "
+                                         "when speakers are unknown) put in the validation split."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Cut a corpus into 16 kHz mono segments (FLAC) with a JSONL manifest and a train / valid split."""
+    from ..data.prep import PrepOptions, prepare
+    from ..data.sources import hf_source, local_source
+
+    options = PrepOptions(segment_seconds, tail, min_tail_seconds, one_crop, ratio, seed, valid_fraction)
+    if not sources and not hf_dataset:
+        raise DmcodecError("no source: give folders / manifests, or --hf-dataset NAME --split S")
+    utterances = [utt for source in sources or [] for utt in local_source(source)]
+    if hf_dataset:
+        utterances += list(hf_source(hf_dataset, split, hf_config, hf_audio_column))
+    with progress_bar("prep") as update:
+        report = prepare(utterances, output, options, update)
+    _report_failures(report.failures)
+    if json_out:
+        print_json(asdict(report))
+    else:
+        console.print(f"{report.used_utterances} of {report.utterances} utterances -> {report.segments} segments "
+                      f"({report.seconds / 3600:.2f} h; train {report.train}, valid {report.valid}, split by "
+                      f"{report.split_by}); {report.written} written, {report.reused} already there, "
+                      f"{report.removed} stale removed -> {report.manifest}")
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def extract(
+    manifest: Path = typer.Argument(..., help="manifest.jsonl written by `dmcodec prep`."),
+    output: Path = typer.Option(..., "-o", "--output", help="HDF5 feature file (appended to: runs resume)."),
+    sm: Optional[str] = typer.Option(None, "--sm", help="Speech feature model (HuBERT / wav2vec2): HF id or "
+                                     "folder, e.g. facebook/hubert-base-ls960."),
+    sm_layer: str = typer.Option("avg", "--sm-layer", help="avg (mean of all hidden states), last, or an index."),
+    stt: Optional[str] = typer.Option(None, "--stt", help="CTC speech-to-text model + processor, e.g. "
+                                      "facebook/wav2vec2-base-960h."),
+    transcripts: Optional[Path] = typer.Option(None, "--transcripts", help="Known texts: TSV 'id<TAB>text' or "
+                                               "JSONL; they win over the manifest's text and over ASR."),
+    ignore_manifest_text: bool = typer.Option(False, "--ignore-manifest-text", help="Transcribe every segment "
+                                              "even when the manifest has its text."),
+    lm: Optional[str] = typer.Option(None, "--lm", help="Text encoder (BERT / ELECTRA / ...), e.g. "
+                                     "bert-base-uncased."),
+    lm_layer: str = typer.Option("avg", "--lm-layer", help="avg, last, or an index."),
+    lm_align: str = typer.Option("pad", "--lm-align", help="pad (the paper: tokens padded to the frame count) or "
+                                 "ctc (word tokens on the frames where the word is spoken)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Segments per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    dtype: str = typer.Option("float16", "--dtype", help="Stored precision: float16 or float32."),
+    split: str = typer.Option("all", "--split", help="Segments of this split only: all, train or valid."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the feature file again instead of resuming."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Extract teacher features (SM and / or LM) of every segment into an HDF5 file, aligned to 50 Hz frames."""
+    from ..data.extract import ExtractOptions, extract as run_extract, read_transcripts
+    from ..data.teachers import parse_layer
+    from ..registry import pick_device
+
+    if split not in ("all", "train", "valid"):
+        raise DmcodecError(f"--split must be all, train or valid, got {split!r}")
+    options = ExtractOptions(sm=sm, sm_layer=parse_layer(sm_layer), stt=stt, lm=lm, lm_layer=parse_layer(lm_layer),
+                             lm_align=lm_align, transcripts=read_transcripts(transcripts) if transcripts else None,
+                             use_manifest_text=not ignore_manifest_text, batch_size=batch_size, dtype=dtype,
+                             splits=("train", "valid") if split == "all" else (split,))
+    if overwrite:
+        output.unlink(missing_ok=True)
+    with progress_bar("extract") as update:
+        report = run_extract(manifest, output, options, pick_device(device), update)
+    _report_failures(report.failures)
+    if json_out:
+        print_json(asdict(report))
+    else:
+        console.print(f"{report.segments} segments: sm {report.computed['sm']}, lm {report.computed['lm']} computed, "
+                      f"{report.already_done} already there; texts known {report.texts['known']}, "
+                      f"ASR {report.texts['asr']}; {report.audio_seconds:.1f} s of audio in "
+                      f"{report.elapsed_seconds:.1f} s -> {report.output}")
+    if report.failures:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(prep)
+    app.command()(extract)

@@ -1,0 +1,4 @@
+"""Training data: ``prep`` (sources -> 16 kHz segments + JSONL manifest) and ``extract`` (teacher features -> HDF5).
+
+Inference code never imports this package.
+"""

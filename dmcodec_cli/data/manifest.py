@@ -1,0 +1,82 @@
+"""The segment manifest: JSONL, one object per segment, the contract between ``prep``, ``extract`` and training."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import DmcodecError
+
+SPLITS = ("train", "valid")
+FIELDS = ("id", "path", "source", "offset", "duration", "speaker", "text", "split")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One training segment. ``offset`` / ``duration`` are seconds; ``path`` is relative to the manifest's folder
+    (or absolute). ``duration`` is the length of the segment file, zero padding included."""
+
+    id: str
+    path: str
+    source: str
+    offset: float
+    duration: float
+    speaker: str | None
+    text: str | None
+    split: str
+
+    def audio_path(self, root: Path) -> Path:
+        """The segment's audio file, ``root`` being the manifest's folder."""
+        return root / self.path
+
+
+def _segment_from(obj: object, where: str) -> Segment:
+    if not isinstance(obj, dict):
+        raise DmcodecError(f"{where}: expected a JSON object per line")
+    missing = [name for name in FIELDS if name not in obj]
+    if missing:
+        raise DmcodecError(f"{where}: missing field(s) {', '.join(missing)}; a dmcodec manifest has {', '.join(FIELDS)}")
+    segment = Segment(**{name: obj[name] for name in FIELDS})
+    if "/" in segment.id or not segment.id:
+        raise DmcodecError(f"{where}: segment id {segment.id!r} is empty or contains '/'")
+    if segment.split not in SPLITS:
+        raise DmcodecError(f"{where}: split must be 'train' or 'valid', got {segment.split!r}")
+    return segment
+
+
+def read_manifest(path: str | os.PathLike) -> list[Segment]:
+    """Read a JSONL manifest. Raises DmcodecError on a missing file, bad JSON, missing fields or duplicate ids."""
+    path = Path(path)
+    if not path.is_file():
+        raise DmcodecError(f"{path}: no such manifest; run `dmcodec prep` first")
+    segments, seen = [], set()
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DmcodecError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            segment = _segment_from(obj, f"{path}:{number}")
+            if segment.id in seen:
+                raise DmcodecError(f"{path}:{number}: duplicate segment id {segment.id!r}")
+            seen.add(segment.id)
+            segments.append(segment)
+    return segments
+
+
+def write_manifest(path: str | os.PathLike, segments: list[Segment]) -> None:
+    """Write segments as JSONL, atomically (temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for segment in segments:
+                f.write(json.dumps(asdict(segment), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
