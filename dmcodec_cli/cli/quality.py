@@ -1,7 +1,155 @@
-"""Commands of this area (filled in by its issue)."""
+"""Quality commands: roundtrip (encode -> decode -> score) and score (existing pairs, no model)."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
 
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import DmcodecError
+from ..quality.metrics import METRIC_RATE
+from ..quality.report import print_report
+from ..quality.roundtrip import parse_n_q, roundtrip_files
+from ..quality.scoring import Journal, match_pairs, read_transcripts, roundtrip_inputs, score_pairs
+from .codec import MODEL_HELP
+from .common import console, console_err, print_json
+
+ASR_HELP = ("ASR model for WER / WIL: Hugging Face id or local directory of a CTC (wav2vec2, HuBERT) "
+            "or Whisper model.")
+TRANSCRIPTS_HELP = ("TSV of file and text (header with 'file' and 'text' columns, or the first two columns) "
+                    "to compute WER against; files not in it are compared with the ASR transcript of the original.")
+STORE_SUFFIXES = (".h5", ".hdf5")
+JSON_HELP = ("Write all results to this JSON file; a re-run with the same file skips files already scored. "
+             "'-' prints the JSON instead of the tables.")
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), TextColumn("{task.fields[current]}"), console=console_err,
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total, current="")
+        yield lambda name: bar.update(task, advance=1, current=name)
+
+
+def _settings(mode: str, asr: Optional[str], transcripts: Optional[Path], **extra) -> dict:
+    return {"mode": mode, "metric_rate": METRIC_RATE, "asr": asr,
+            "transcripts": str(transcripts.resolve()) if transcripts else None, **extra}
+
+
+def _finish(result: dict, notes: list[str], json_path: Optional[str], summary_only: bool) -> None:
+    if json_path == "-":
+        print_json(result)
+    else:
+        _print(result, notes, json_path, summary_only)
+    failed = sum("error" in row for row in result["files"])
+    if failed:
+        console_err.print(f"[red]{failed} file(s) could not be scored[/]; the others are in the results")
+        raise typer.Exit(1)
+
+
+def _print(result: dict, notes: list[str], json_path: Optional[str], summary_only: bool) -> None:
+    print_report(console, result, show_files=not summary_only)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if json_path:
+        console.print(f"results: {escape(json_path)}")
+
+
+def _asr(spec: Optional[str], device):
+    if spec is None:
+        return None
+    from ..quality.asr import load_asr
+
+    return load_asr(spec, device)
+
+
+def roundtrip(
+    input: Path = typer.Argument(..., help="Audio file, folder of audio files (searched recursively) or code "
+                                           "store (.h5, needs --audio)."),
+    outdir: Optional[Path] = typer.Option(None, "-o", "--outdir",
+                                          help="Write reconstructions (.wav), spectrogram PNGs and plots here."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    n_q: Optional[str] = typer.Option(None, "--n-q", help="Codebooks: one number or a list such as 1,2,4,8 "
+                                                         "(default: all)."),
+    json_path: Optional[str] = typer.Option(None, "--json", help=JSON_HELP),
+    asr: Optional[str] = typer.Option(None, "--asr", help=ASR_HELP),
+    transcripts: Optional[Path] = typer.Option(None, "--transcripts", help=TRANSCRIPTS_HELP),
+    audio: Optional[Path] = typer.Option(None, "--audio", help="With a code store: the folder it was encoded "
+                                                               "from (originals matched by id)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    summary_only: bool = typer.Option(False, "--summary-only", help="Leave out the per-file table."),
+) -> None:
+    """Encode and decode audio (or decode a code store), then score each reconstruction against its original."""
+    from ..registry import load_model, pick_device
+
+    torch_device = pick_device(device)
+    texts = read_transcripts(transcripts) if transcripts else {}
+    if input.suffix.lower() in STORE_SUFFIXES and input.is_file():
+        run = _roundtrip_store(input, audio, model, n_q, torch_device)
+    else:
+        if audio is not None:
+            raise DmcodecError("--audio is only for a code store input (.h5)")
+        codec = load_model(model, torch_device)
+        run = (roundtrip_inputs(input), codec, parse_n_q(n_q, codec.n_q), None)
+    files, codec, levels, stored_codes = run
+    settings = _settings("roundtrip", asr, transcripts, input=str(input.resolve()), model=codec.fingerprint)
+    journal = Journal.open(Path(json_path) if json_path not in (None, "-") else None, settings,
+                           {k: codec.config.bitrate(k) for k in range(1, codec.n_q + 1)})
+    transcriber = _asr(asr, torch_device)
+    notes: list[str] = []
+    with _progress(len(files), "roundtrip") as advance:
+        result = roundtrip_files(files, codec, levels, journal, outdir, transcriber, texts, advance, notes,
+                                 stored_codes)
+    _finish(result, notes, json_path, summary_only)
+
+
+def _roundtrip_store(store_path: Path, audio: Optional[Path], model: Optional[str], n_q: Optional[str], device):
+    """(pairs, model, levels, codes by id) for a code store; the store stays open for the process."""
+    from ..corpus.store import CodeStore
+    from ..quality.roundtrip import check_store_model, store_inputs
+    from ..registry import load_model
+
+    if audio is None:
+        raise DmcodecError(f"{store_path}: a code store holds no audio to compare with; pass --audio DIR, "
+                           "the folder it was encoded from")
+    store = CodeStore(store_path)
+    codec = load_model(model, device)
+    levels = parse_n_q(n_q, store.meta.n_q)
+    check_store_model(store, codec, levels)
+    return store_inputs(store, audio), codec, levels, store.__getitem__
+
+
+def score(
+    reference: Path = typer.Argument(..., help="Original audio file, or folder of originals."),
+    degraded: Path = typer.Argument(..., help="Degraded file, or folder with the same relative paths "
+                                              "(the extension may differ)."),
+    json_path: Optional[str] = typer.Option(None, "--json", help=JSON_HELP),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Write a spectrogram PNG per pair here."),
+    asr: Optional[str] = typer.Option(None, "--asr", help=ASR_HELP),
+    transcripts: Optional[Path] = typer.Option(None, "--transcripts", help=TRANSCRIPTS_HELP),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N] (for --asr)."),
+    summary_only: bool = typer.Option(False, "--summary-only", help="Leave out the per-file table."),
+) -> None:
+    """Score existing (original, degraded) pairs without a codec model, e.g. outputs of other codecs."""
+    from ..registry import pick_device
+
+    pairs, unmatched = match_pairs(reference, degraded)
+    texts = read_transcripts(transcripts) if transcripts else {}
+    settings = _settings("score", asr, transcripts, reference=str(reference.resolve()),
+                         degraded=str(degraded.resolve()))
+    journal = Journal.open(Path(json_path) if json_path not in (None, "-") else None, settings)
+    transcriber = _asr(asr, pick_device(device))
+    notes = [f"{len(unmatched)} degraded file(s) match no reference, e.g. {unmatched[0]}"] if unmatched else []
+    with _progress(len(pairs), "score") as advance:
+        result = score_pairs(pairs, journal, transcriber, texts, plots, advance, notes)
+    _finish(result, notes, json_path, summary_only)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(roundtrip)
+    app.command()(score)

@@ -1,0 +1,180 @@
+"""Summary statistics and rich tables of scored files."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Iterable
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .metrics import HIGHER_IS_BETTER, METRICS, NO_ASR
+
+LABELS = {"stoi": "STOI", "pesq_wb": "PESQ-WB", "si_sdr": "SI-SDR dB", "mel_distance": "mel dist",
+          "wer": "WER", "wil": "WIL"}
+
+
+#: Student t 97.5 % quantiles for 1..30 degrees of freedom (standard table, 4 decimals).
+_T_TABLE = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010, 2.1788,
+            2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739, 2.0687, 2.0639,
+            2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+
+
+def t_quantile_975(dof: int) -> float:
+    """The 97.5 % quantile of Student's t with ``dof`` degrees of freedom (two-sided 95 % interval).
+
+    scipy when present; else a table up to 30 and the Cornish-Fisher expansion around the normal
+    quantile beyond (error < 1e-4 there).
+    """
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, dof))
+    except ImportError:
+        if dof <= len(_T_TABLE):
+            return _T_TABLE[dof - 1]
+        z = 1.959963984540054
+        g1 = (z ** 3 + z) / 4
+        g2 = (5 * z ** 5 + 16 * z ** 3 + 3 * z) / 96
+        g3 = (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / 384
+        return z + g1 / dof + g2 / dof ** 2 + g3 / dof ** 3
+
+
+def describe(values: Iterable[float]) -> dict:
+    """mean, sample std (ddof 1), ci95 = half-width of the Student-t 95 % interval of the mean, n.
+
+    std and ci95 are None for fewer than two values; all but n are None for none.
+    """
+    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = int(data.size)
+    if n == 0:
+        return {"mean": None, "std": None, "ci95": None, "n": 0}
+    if n == 1:
+        return {"mean": float(data[0]), "std": None, "ci95": None, "n": 1}
+    std = float(data.std(ddof=1))
+    return {"mean": float(data.mean()), "std": std, "ci95": t_quantile_975(n - 1) * std / math.sqrt(n), "n": n}
+
+
+def summarize(rows: list[dict], metrics: Iterable[str] = METRICS) -> dict:
+    """{metric: describe(values of the scored rows)} for every metric."""
+    scored = [row for row in rows if "error" not in row]
+    return {name: describe(row.get(name) for row in scored) for name in metrics}
+
+
+def corpus_text_metrics(rows: list[dict]) -> dict | None:
+    """WER / WIL over all words of all files at once (how papers report WER), from the rows' normalised
+    texts: {"wer", "wil", "n"}; None without transcripts (or without jiwer)."""
+    pairs = [(row["reference_text"], row["transcript"]) for row in rows
+             if "error" not in row and row.get("reference_text") and "transcript" in row]
+    try:
+        import jiwer
+    except ImportError:
+        return None
+    if not pairs:
+        return None
+    references, hypotheses = [list(texts) for texts in zip(*pairs)]
+    return {"wer": float(jiwer.wer(references, hypotheses)), "wil": float(jiwer.wil(references, hypotheses)),
+            "n": len(pairs)}
+
+
+def summarize_by_n_q(rows: list[dict], bitrate_of: dict[int, float]) -> dict:
+    """{str(n_q): {"n_q", "bitrate_bps", "summary", "corpus"}} for each n_q among the rows, ascending."""
+    levels = sorted({row["n_q"] for row in rows if row.get("n_q") is not None})
+    by_n_q = {}
+    for k in levels:
+        level_rows = [row for row in rows if row.get("n_q") == k]
+        by_n_q[str(k)] = {"n_q": k, "bitrate_bps": bitrate_of.get(k), "summary": summarize(level_rows),
+                          "corpus": corpus_text_metrics(level_rows)}
+    return by_n_q
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _present(rows: list[dict]) -> list[str]:
+    """Metrics worth a column: all but WER / WIL when no ASR model was given."""
+    return [m for m in METRICS if any(row.get(m) is not None or row.get("missing", {}).get(m, NO_ASR) != NO_ASR
+                                      for row in rows)]
+
+
+def files_table(rows: list[dict], title: str = "per file") -> Table:
+    metrics = _present(rows)
+    with_n_q = any(row.get("n_q") is not None for row in rows)
+    table = Table(title=title)
+    table.add_column("file", overflow="fold", min_width=24)
+    if with_n_q:
+        table.add_column("n_q", justify="right")
+    for name in metrics:
+        table.add_column(LABELS[name] + (" ↑" if HIGHER_IS_BETTER[name] else " ↓"), justify="right")
+    for row in rows:
+        cells = [escape(row["file"])] + ([str(row.get("n_q", ""))] if with_n_q else [])
+        if "error" in row:
+            table.add_row(*cells, f"[red]error: {escape(row['error'])}[/]", *[""] * (len(metrics) - 1))
+            continue
+        table.add_row(*cells, *[_fmt(row.get(name)) for name in metrics])
+    return table
+
+
+def summary_table(summary: dict, title: str = "summary") -> Table:
+    table = Table(title=title)
+    for column in ("metric", "mean", "std", "95 % CI", "n"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for name, stats in summary.items():
+        if stats["n"] == 0:
+            continue
+        ci = "—" if stats["ci95"] is None else f"± {stats['ci95']:.3f}"
+        table.add_row(LABELS[name], _fmt(stats["mean"]), _fmt(stats["std"]), ci, str(stats["n"]))
+    return table
+
+
+def bitrate_table(by_n_q: dict) -> Table:
+    """One row per n_q: bitrate and mean ± ci95 of each metric."""
+    metrics = [m for m in METRICS if any(level["summary"][m]["n"] for level in by_n_q.values())]
+    table = Table(title="bitrate → quality (mean ± 95 % CI)")
+    table.add_column("n_q", justify="right")
+    table.add_column("kbps", justify="right")
+    for name in metrics:
+        table.add_column(LABELS[name] + (" ↑" if HIGHER_IS_BETTER[name] else " ↓"), justify="right")
+    for level in by_n_q.values():
+        cells = []
+        for name in metrics:
+            stats = level["summary"][name]
+            ci = "" if stats["ci95"] is None else f" ± {stats['ci95']:.2f}"
+            cells.append("—" if stats["mean"] is None else f"{stats['mean']:.3f}{ci}")
+        kbps = "—" if level["bitrate_bps"] is None else f"{level['bitrate_bps'] / 1000:g}"
+        table.add_row(str(level["n_q"]), kbps, *cells)
+    return table
+
+
+def missing_notes(rows: list[dict]) -> list[str]:
+    """One line per (metric, reason): how many files lack the metric and why."""
+    counts = Counter((name, reason) for row in rows for name, reason in row.get("missing", {}).items()
+                     if reason != NO_ASR)
+    return [f"{LABELS[name]} missing for {count} file(s): {reason}" for (name, reason), count in sorted(counts.items())]
+
+
+def print_report(console: Console, result: dict, show_files: bool = True) -> None:
+    """Per-file table (unless ``show_files`` is False), missing-metric notes, summary, bitrate table."""
+    rows = result["files"]
+    if show_files:
+        console.print(files_table(rows))
+    for line in missing_notes(rows):
+        console.print(f"[yellow]note:[/] {escape(line)}")
+    errors = [row for row in rows if "error" in row]
+    if errors:
+        console.print(f"[red]{len(errors)} file(s) failed[/] (see the error column / JSON)")
+    by_n_q = result.get("by_n_q") or {}
+    if len(by_n_q) > 1:
+        console.print(bitrate_table(by_n_q))
+        corpus = {level["n_q"]: level["corpus"] for level in by_n_q.values() if level["corpus"]}
+    else:
+        console.print(summary_table(result["summary"]))
+        corpus = {None: result["corpus"]} if result.get("corpus") else {}
+    for n_q, stats in corpus.items():
+        at = "" if n_q is None else f" at n_q={n_q}"
+        console.print(f"corpus WER{at} (all words pooled, {stats['n']} files): {stats['wer']:.4f}, "
+                      f"WIL {stats['wil']:.4f}")

@@ -1,0 +1,298 @@
+"""Scoring of (reference, degraded) pairs and of codec roundtrips, into a resumable JSON journal.
+
+A row per scored file (and n_q): ``{"file", "n_q", <metrics>, "missing": {metric: reason}, ...}`` or
+``{"file", "n_q", "error"}`` for a file that could not be read. Re-running with the same JSON skips
+the (file, n_q) pairs already scored; failed ones are tried again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..audio import AUDIO_EXTENSIONS, load_audio
+from ..errors import DmcodecError
+from . import plots
+from .asr import Transcriber, normalize_text
+from .metrics import METRIC_RATE, METRICS, NO_ASR, MetricValue, Missing, signal_metrics, to_metric_rate, wer, wil
+from .report import corpus_text_metrics, summarize, summarize_by_n_q
+
+FORMAT = "dmcodec-quality"
+VERSION = 1
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder`` (recursive, sorted, hidden files skipped)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+@dataclass
+class Pair:
+    name: str  #: relative path of the reference (or a code store id), the row's "file"
+    reference: Path
+    degraded: Path | None  #: None when no degraded file matches
+    stem: str | None = None  #: where outputs go, relative, without extension (default: name less its suffix)
+
+    def __post_init__(self) -> None:
+        if self.stem is None:
+            self.stem = Path(self.name).with_suffix("").as_posix()
+
+
+def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]]:
+    """Pairs from two files or two folders (matched by relative path; the extension may differ).
+
+    Returns the pairs (a reference without a match has ``degraded`` None) and the degraded files that
+    match no reference.
+    """
+    if reference.is_file() and degraded.is_file():
+        return [Pair(reference.name, reference, degraded)], []
+    if not (reference.is_dir() and degraded.is_dir()):
+        for path in (reference, degraded):
+            if not path.exists():
+                raise DmcodecError(f"{path}: no such file or folder")
+        raise DmcodecError(f"{reference}, {degraded}: give two audio files or two folders, not one of each")
+    candidates: dict[Path, list[Path]] = {}
+    for path in audio_files(degraded):
+        candidates.setdefault(path.relative_to(degraded).with_suffix(""), []).append(path)
+    pairs, used = [], set()
+    for path in audio_files(reference):
+        relative = path.relative_to(reference)
+        found = sorted(candidates.get(relative.with_suffix(""), []), key=lambda p: p.suffix != path.suffix)
+        pairs.append(Pair(relative.as_posix(), path, found[0] if found else None))
+        used.update(found[:1])
+    if not pairs:
+        raise DmcodecError(f"{reference}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+    unmatched = [p for paths in candidates.values() for p in paths if p not in used]
+    return pairs, sorted(unmatched)
+
+
+def roundtrip_inputs(source: Path) -> list[Pair]:
+    """Audio files to roundtrip: the file itself or the audio files of a folder (``degraded`` None)."""
+    if source.is_file():
+        return [Pair(source.name, source, None)]
+    if source.is_dir():
+        files = audio_files(source)
+        if not files:
+            raise DmcodecError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+        return [Pair(p.relative_to(source).as_posix(), p, None) for p in files]
+    raise DmcodecError(f"{source}: no such file or folder")
+
+
+def read_transcripts(path: Path) -> dict[str, str]:
+    """TSV of file and text -> {key: text}, keyed by the file as written, its basename and its stem.
+
+    With a header line, the columns named ``file`` and ``text`` are used, else the first two columns.
+    Rows with an empty text are left out (those files fall back to the ASR transcript of the original).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DmcodecError(f"{path}: cannot read the transcripts ({exc}); give a UTF-8 TSV of file<TAB>text") from None
+    lines = [line for line in lines if line and any(cell.strip() for cell in line)]
+    file_col, text_col = 0, 1
+    if lines and "file" in lines[0] and "text" in lines[0]:
+        file_col, text_col = lines[0].index("file"), lines[0].index("text")
+        lines = lines[1:]
+    texts: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        if len(line) <= max(file_col, text_col):
+            raise DmcodecError(f"{path}: line {number} has no text column; each line must be file<TAB>text")
+        name, text = line[file_col].strip(), line[text_col].strip()
+        if text:
+            for key in (name, Path(name).name, Path(name).stem):
+                texts.setdefault(key, text)
+    return texts
+
+
+def transcript_for(name: str, texts: dict[str, str]) -> str | None:
+    for key in (name, Path(name).name, Path(name).stem):
+        if key in texts:
+            return texts[key]
+    return None
+
+
+# ---------------------------------------------------------------- journal
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, default=_json_default, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Journal:
+    """The rows scored so far, kept in a JSON file (if ``path``) that a re-run resumes from."""
+
+    path: Path | None
+    settings: dict
+    bitrates: dict[int, float] = field(default_factory=dict)
+    rows: dict[tuple[str, int | None], dict] = field(default_factory=dict)
+    flush_every_s: float = 5.0
+    _last_flush: float = 0.0
+
+    @classmethod
+    def open(cls, path: Path | None, settings: dict, bitrates: dict[int, float] | None = None) -> "Journal":
+        journal = cls(path, settings, dict(bitrates or {}))
+        if path is not None and path.exists():
+            journal._resume(path)
+        return journal
+
+    def _resume(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DmcodecError(f"{path}: exists but is not a readable JSON file ({exc}); "
+                               "give another --json file or delete it") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("files"), list):
+            raise DmcodecError(f"{path}: exists but is not a dmcodec quality JSON; give another --json file")
+        if data.get("settings") != self.settings:
+            theirs = data.get("settings") or {}
+            differ = sorted(k for k in set(theirs) | set(self.settings) if theirs.get(k) != self.settings.get(k))
+            raise DmcodecError(f"{path}: was written with other settings ({', '.join(differ)} differ); "
+                               "use another --json file or delete it to start over")
+        for row in data["files"]:
+            if "error" not in row:
+                self.rows[(row["file"], row.get("n_q"))] = row
+
+    def done(self, name: str, n_q: int | None = None) -> bool:
+        row = self.rows.get((name, n_q))
+        return row is not None and "error" not in row
+
+    def add(self, row: dict) -> None:
+        self.rows[(row["file"], row.get("n_q"))] = row
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+
+    def result(self) -> dict:
+        rows = sorted(self.rows.values(), key=lambda r: (r["file"], r.get("n_q") or 0))
+        result = {"format": FORMAT, "version": VERSION, "settings": self.settings, "files": rows,
+                  "summary": summarize(rows), "corpus": corpus_text_metrics(rows)}
+        if any(row.get("n_q") is not None for row in rows):
+            result["by_n_q"] = summarize_by_n_q(rows, self.bitrates)
+        return result
+
+    def flush(self) -> dict:
+        result = self.result()
+        if self.path is not None:
+            write_json_atomic(self.path, result)
+        self._last_flush = time.monotonic()
+        return result
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def metrics_row(name: str, n_q: int | None, values: dict[str, MetricValue]) -> dict:
+    """A JSON row: every metric as a number or null, and the reason of each null under "missing"."""
+    row: dict = {"file": name, "n_q": n_q}
+    missing = {}
+    for metric in METRICS:
+        value = values.get(metric, Missing(NO_ASR))
+        row[metric] = None if isinstance(value, Missing) else value
+        if isinstance(value, Missing):
+            missing[metric] = value.reason
+    row["missing"] = missing
+    return row
+
+
+def error_row(name: str, n_q: int | None, message: str) -> dict:
+    """The row of a file that could not be scored: every metric null, the error message under "error"."""
+    row = metrics_row(name, n_q, {metric: Missing("file could not be scored (see error)") for metric in METRICS})
+    return {**row, "error": message}
+
+
+@dataclass
+class TextReference:
+    """The normalised text a file's transcripts are compared with, and where it came from."""
+
+    text: str
+    source: str  #: "transcripts" (given) or "asr" (ASR of the original audio)
+
+
+def text_reference(name: str, reference16: np.ndarray, asr: Transcriber, texts: dict[str, str]) -> TextReference:
+    given = transcript_for(name, texts)
+    if given is not None:
+        return TextReference(normalize_text(given), "transcripts")
+    return TextReference(normalize_text(asr.transcribe(reference16)), "asr")
+
+
+def score_arrays(name: str, n_q: int | None, reference16: np.ndarray, degraded16: np.ndarray,
+                 asr: Transcriber | None = None, text: TextReference | None = None) -> dict:
+    """One row for two 16 kHz signals [L1], [L2] (aligned here); WER / WIL when ``asr`` and ``text``."""
+    values: dict[str, MetricValue] = dict(signal_metrics(reference16, degraded16))
+    row_extra = {}
+    if asr is not None and text is not None:
+        hypothesis = normalize_text(asr.transcribe(degraded16))
+        values["wer"], values["wil"] = wer(text.text, hypothesis), wil(text.text, hypothesis)
+        row_extra = {"reference_text": text.text, "reference_text_source": text.source, "transcript": hypothesis}
+    row = metrics_row(name, n_q, values)
+    row["duration_s"] = round(len(reference16) / METRIC_RATE, 3)
+    row["length_difference_s"] = round((len(degraded16) - len(reference16)) / METRIC_RATE, 3)
+    return {**row, **row_extra}
+
+
+def plot_pair(path: Path, reference16: np.ndarray, degraded16: np.ndarray, title: str, notes: list[str]) -> None:
+    """Spectrogram PNG of a pair, or a note (once) that plots are skipped."""
+    reason = plots.unavailable()
+    if reason is not None:
+        if f"plots skipped: {reason}" not in notes:
+            notes.append(f"plots skipped: {reason}")
+        return
+    plots.spectrogram_png(path, reference16, degraded16, title)
+
+
+def score_pairs(pairs: Iterable[Pair], journal: Journal, asr: Transcriber | None = None,
+                texts: dict[str, str] | None = None, plot_dir: Path | None = None,
+                progress: Progress | None = None, notes: list[str] | None = None) -> dict:
+    """Score each pair not already in the journal; returns the journal's final result (also written)."""
+    notes = notes if notes is not None else []
+    try:
+        for pair in pairs:
+            if not journal.done(pair.name):
+                journal.add(_score_pair(pair, asr, texts or {}, plot_dir, notes))
+            if progress:
+                progress(pair.name)
+    finally:
+        result = journal.flush()
+    return result
+
+
+def _score_pair(pair: Pair, asr: Transcriber | None, texts: dict[str, str], plot_dir: Path | None,
+                notes: list[str]) -> dict:
+    if pair.degraded is None:
+        return error_row(pair.name, None, "no degraded file with this relative path")
+    try:
+        reference = to_metric_rate(load_audio(pair.reference, METRIC_RATE).samples, METRIC_RATE)
+        degraded = to_metric_rate(load_audio(pair.degraded, METRIC_RATE).samples, METRIC_RATE)
+    except DmcodecError as exc:
+        return error_row(pair.name, None, str(exc))
+    text = text_reference(pair.name, reference, asr, texts) if asr is not None else None
+    if plot_dir is not None:
+        plot_pair(plot_dir / f"{pair.stem}.png", reference, degraded, pair.name, notes)
+    return score_arrays(pair.name, None, reference, degraded, asr, text)
