@@ -168,6 +168,24 @@ def load_checkpoint(path: str | os.PathLike, config: CodecConfig | None = None) 
     return model_from_state_dict(read_state_dict(path), config, str(path))
 
 
+def _training_buffer(name: str) -> bool:
+    return name.endswith(("._codebook.cluster_size", "._codebook.embed_avg"))
+
+
+def restore_training_buffers(state: dict[str, Tensor], usage: float = 2.0) -> dict[str, Tensor]:
+    """Fill the EMA statistics an inference-only release leaves out, consistently with its codebooks.
+
+    Every code counts as used ``usage`` times (the dead-code threshold, so fine-tuning does not re-seed the
+    whole codebook at its first step) and ``embed_avg = embed * usage``, so the EMA restarts from ``embed``.
+    """
+    state = dict(state)
+    for key in [k for k in state if k.endswith("._codebook.embed")]:
+        prefix, embed = key[: -len("embed")], state[key]
+        state.setdefault(prefix + "cluster_size", torch.full((embed.shape[0],), usage, dtype=embed.dtype))
+        state.setdefault(prefix + "embed_avg", embed * usage)
+    return state
+
+
 def load_release(directory: str | os.PathLike) -> DMCodec:
     """A model from our release directory (``config.json`` + ``model.safetensors``)."""
     directory = Path(directory)
@@ -179,26 +197,33 @@ def load_release(directory: str | os.PathLike) -> DMCodec:
         with safe_open(weights_path, "pt") as f:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise DmcodecError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+        raise DmcodecError(f"{weights_path}: not a readable safetensors file ({_first_line(exc)})") from None
     version = int(metadata.get("format_version", RELEASE_FORMAT_VERSION))
     if version > RELEASE_FORMAT_VERSION:
         raise DmcodecError(f"{directory}: model format version {version} is newer than this dmcodec "
                            f"understands ({RELEASE_FORMAT_VERSION}); upgrade dmcodec")
-    return model_from_state_dict(read_state_dict(weights_path), CodecConfig.from_json(config_path), str(directory))
+    state = read_state_dict(weights_path)
+    if metadata.get("contents") == "inference":
+        state = restore_training_buffers(state)
+    return model_from_state_dict(state, CodecConfig.from_json(config_path), str(directory))
 
 
-def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtype = torch.float32) -> str:
+def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                 inference_only: bool = False) -> str:
     """Write ``model`` as a release directory (atomically) and return its fingerprint.
 
-    ``dtype=torch.float16`` halves the file; the fingerprint is taken of the weights as stored.
+    ``dtype=torch.float16`` halves the file; ``inference_only`` leaves out the codebooks' EMA statistics
+    (``cluster_size``, ``embed_avg``: half of the codebook bytes), which only training reads. The
+    fingerprint is that of the weights as a loader will see them.
     """
     if model.folded:
         raise ValueError("cannot save a model whose weight norm was folded for inference")
     directory = Path(directory)
     state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
-    print_ = fingerprint(state)
-    metadata = {"format": RELEASE_FORMAT, "format_version": str(RELEASE_FORMAT_VERSION), "fingerprint": print_}
+             for k, v in model.state_dict().items() if not (inference_only and _training_buffer(k))}
+    print_ = fingerprint(restore_training_buffers(state) if inference_only else state)
+    metadata = {"format": RELEASE_FORMAT, "format_version": str(RELEASE_FORMAT_VERSION), "fingerprint": print_,
+                "contents": "inference" if inference_only else "full"}
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:

@@ -74,6 +74,26 @@ def test_release_format_round_trip(tmp_path, state, dtype):
         assert (tmp_path / "release" / "model.safetensors").stat().st_size < 0.6 * (REFERENCE / "dmcodec_small.safetensors").stat().st_size
 
 
+def test_inference_only_release_is_smaller_and_encodes_the_same(tmp_path):
+    model = load_checkpoint(REFERENCE / "dmcodec_small.pt")
+    full = tmp_path / "full"
+    slim = tmp_path / "slim"
+    save_release(model, full)
+    printed = save_release(model, slim, inference_only=True)
+    size = lambda d: (d / "model.safetensors").stat().st_size  # noqa: E731
+    codebook_bytes = 8 * 64 * 64 * 4
+    assert size(full) - size(slim) >= codebook_bytes  # embed_avg of 8 codebooks (and cluster_size) left out
+    loaded = load_release(slim)
+    assert loaded.fingerprint == printed
+    assert torch.equal(codes_of(loaded), golden("codes8_a"))
+    codebook = loaded.quantizer.vq.layers[0]._codebook
+    torch.testing.assert_close(codebook.embed_avg / codebook.cluster_size[:, None], codebook.embed)
+    with torch.no_grad():  # fine-tuning from it keeps the codebook (no mass re-seeding of "dead" codes)
+        loaded.train()(golden("x_a"))
+    moved = (codebook.embed - model.quantizer.vq.layers[0]._codebook.embed).norm(dim=1)
+    assert (moved < 1.0).float().mean() > 0.9
+
+
 def test_fingerprint_is_the_same_for_pt_and_safetensors(state):
     assert fingerprint(read_state_dict(REFERENCE / "dmcodec_small.safetensors")) == fingerprint(state)
     changed = dict(state)

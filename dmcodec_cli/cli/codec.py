@@ -1,4 +1,4 @@
-"""Single-file commands: encode, decode, info, convert."""
+"""Codec commands: encode, decode, info (single files, or corpora via cli/corpus.py), convert."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from ..config import CodecConfig
 from ..errors import DmcodecError
 from ..inference import decode_codes, encode_samples
 from ..registry import load_model, pick_device
+from ..corpus.runner import is_store_path
 from .common import console, console_err, print_json
+from .corpus import CorpusArgs, decode_corpus, encode_corpus, info_store, wants_corpus
 
 MODEL_HELP = "Model: registered name, release directory, .pt / .safetensors checkpoint or Hugging Face id."
 
@@ -26,16 +28,44 @@ def check_n_q(n_q: Optional[int], available: int) -> Optional[int]:
     return n_q
 
 
+CORPUS = "Corpus (folder, manifest, -o X.h5 or -o DIR/)"
+
+
 def encode(
-    input: Path = typer.Argument(..., help="Audio file (wav, flac, ogg, mp3)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Code file to write (.npy, int16 [n_q, frames])."),
+    input: Path = typer.Argument(..., help="Audio file, folder (walked recursively) or manifest "
+                                 "(.txt / .list: one path per line; .jsonl: {\"path\", \"id\"})."),
+    output: str = typer.Option(..., "-o", "--output", help="Code file (.npy, int16 \\[n_q, frames]), "
+                               "code store (.h5) or folder of .npy files (DIR/)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Codebooks to keep (default: all)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda[:N] (under torchrun: each rank's own GPU)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what was done to the audio."),
+    extensions: Optional[str] = typer.Option(None, help="Folder input: extensions to take, e.g. wav,flac "
+                                             "(default: all audio).", rich_help_panel=CORPUS),
+    batch_seconds: float = typer.Option(240.0, help="Audio seconds per batch.", rich_help_panel=CORPUS),
+    workers: int = typer.Option(1, help="Audio reading worker processes (0: none).", rich_help_panel=CORPUS),
+    whole_seconds: float = typer.Option(32.0, help="Inputs up to this long are encoded whole; longer ones "
+                                        "in windows ...", rich_help_panel=CORPUS),
+    window_seconds: float = typer.Option(16.0, help="... keeping this many seconds each ...",
+                                         rich_help_panel=CORPUS),
+    context_seconds: float = typer.Option(4.0, help="... with this much context on each side.",
+                                          rich_help_panel=CORPUS),
+    dtype: str = typer.Option("fp32", help="fp32, or bf16 / fp16 autocast (GPU; codes differ slightly).",
+                              rich_help_panel=CORPUS),
+    num_shards: int = typer.Option(1, help="Without torchrun: split the inputs into this many shares ...",
+                                   rich_help_panel=CORPUS),
+    shard_index: int = typer.Option(0, help="... and encode this one (then `dmcodec merge`).",
+                                    rich_help_panel=CORPUS),
+    commit_every: int = typer.Option(256, help="Utterances per crash-safe commit.", rich_help_panel=CORPUS),
 ) -> None:
-    """Encode an audio file into discrete codes."""
+    """Encode an audio file into discrete codes, or a whole corpus into a code store."""
+    if wants_corpus(input, output):
+        args = CorpusArgs(extensions, batch_seconds, workers, window_seconds, context_seconds, whole_seconds, dtype,
+                          num_shards, shard_index, commit_every)
+        encode_corpus(input, output, model, n_q, device, args, json_out)
+        return
+    output = Path(output)
     codec = load_model(model, pick_device(device))
     n_q = check_n_q(n_q, codec.n_q)
     audio = load_audio(input, codec.sample_rate)
@@ -53,13 +83,18 @@ def encode(
 
 
 def decode(
-    input: Path = typer.Argument(..., help="Code file (.npy, [n_q, frames])."),
-    output: Path = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg)."),
+    input: Path = typer.Argument(..., help="Code file (.npy, [n_q, frames]) or code store (.h5)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg); "
+                                "for a code store, a folder."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    ids: Optional[str] = typer.Option(None, help="Code store: comma-separated utterance ids (default: all)."),
 ) -> None:
-    """Decode codes back into audio (frames x hop samples at the model rate)."""
+    """Decode codes back into audio (frames x hop samples at the model rate; a store's trimmed to length)."""
+    if is_store_path(input):
+        decode_corpus(input, output, ids, model, device, json_out)
+        return
     codec = load_model(model, pick_device(device))
     codes = load_codes(input, codec.config)
     samples = decode_codes(codec, codes)
@@ -99,10 +134,13 @@ def info_model(model_spec: Optional[str], json_out: bool) -> None:
 
 
 def info(
-    target: Optional[str] = typer.Argument(None, help="A model (see --model of encode)."),
+    target: Optional[str] = typer.Argument(None, help="A model (see --model of encode) or a code store (.h5)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
-    """Describe a model: config, parameters, frame rate, bitrate and fingerprint."""
+    """Describe a model (config, parameters, bitrate, fingerprint) or a code store (size, codebook usage)."""
+    if target is not None and is_store_path(target) and Path(target).is_file():
+        info_store(Path(target), json_out)
+        return
     info_model(target, json_out)
 
 
@@ -111,12 +149,14 @@ def convert(
     output: Path = typer.Option(..., "-o", "--output", help="Release directory to write."),
     config: Optional[Path] = typer.Option(None, help="config.json of the checkpoint (default: beside it, else inferred)."),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
+    inference_only: bool = typer.Option(False, "--inference-only",
+                                        help="Leave out the codebooks' EMA statistics (training-only)."),
 ) -> None:
     """Convert a checkpoint into the release format (config.json + model.safetensors)."""
     import torch
 
     codec = load_checkpoint(checkpoint, CodecConfig.from_json(config) if config else None)
-    fingerprint = save_release(codec, output, torch.float16 if fp16 else torch.float32)
+    fingerprint = save_release(codec, output, torch.float16 if fp16 else torch.float32, inference_only)
     console.print(f"{checkpoint} -> {output} (fingerprint {fingerprint[:16]})")
 
 
