@@ -172,11 +172,11 @@ def _training_buffer(name: str) -> bool:
     return name.endswith(("._codebook.cluster_size", "._codebook.embed_avg"))
 
 
-def restore_training_buffers(state: dict[str, Tensor], usage: float = 2.0) -> dict[str, Tensor]:
+def restore_training_buffers(state: dict[str, Tensor], usage: float = 1.0) -> dict[str, Tensor]:
     """Fill the EMA statistics an inference-only release leaves out, consistently with its codebooks.
 
-    Every code counts as used ``usage`` times (the dead-code threshold, so fine-tuning does not re-seed the
-    whole codebook at its first step) and ``embed_avg = embed * usage``, so the EMA restarts from ``embed``.
+    Every code counts as equally used (so fine-tuning does not take any for dead at its first step) and
+    ``embed_avg = embed * usage``, so the EMA restarts from ``embed``.
     """
     state = dict(state)
     for key in [k for k in state if k.endswith("._codebook.embed")]:

@@ -51,10 +51,10 @@ class EuclideanCodebook(nn.Module):
     """One codebook. ``embed`` [K, D] is all inference needs; the other buffers drive EMA training."""
 
     def __init__(self, dim: int, codebook_size: int, kmeans_iters: int = 50, decay: float = 0.99,
-                 epsilon: float = 1e-5, threshold_ema_dead_code: float = 2.0):
+                 epsilon: float = 1e-5, dead_code_fraction: float = 0.01):
         super().__init__()
         self.codebook_size, self.kmeans_iters = codebook_size, kmeans_iters
-        self.decay, self.epsilon, self.threshold_ema_dead_code = decay, epsilon, threshold_ema_dead_code
+        self.decay, self.epsilon, self.dead_code_fraction = decay, epsilon, dead_code_fraction
         self.register_buffer("inited", torch.zeros(1))
         self.register_buffer("cluster_size", torch.zeros(codebook_size))
         self.register_buffer("embed", torch.zeros(codebook_size, dim))
@@ -79,18 +79,22 @@ class EuclideanCodebook(nn.Module):
 
     @torch.no_grad()
     def expire_codes_(self, x: Tensor) -> None:
-        """Re-seed codes whose EMA usage fell under the threshold with random batch rows.
+        """Re-seed codes whose EMA usage fell under ``dead_code_fraction`` of the mean with random batch rows.
 
-        Unlike the original (whose EMA step right after overwrote the replacement), the new vector is
-        written into ``embed_avg`` too, with ``cluster_size`` set to the threshold, so it survives.
+        The original used an absolute threshold (2 uses), under which every code lies when a batch has fewer
+        than two rows per code (the official batch of 900 frames for 1024 codes included), and its next EMA
+        step overwrote the replacement, so expiry did nothing. Here the bar is relative to the mean usage
+        (1 %: a code unused for ~460 steps at decay 0.99), and a re-seeded code gets the mean usage in its
+        EMA statistics so that the replacement lasts.
         """
-        dead = self.cluster_size < self.threshold_ema_dead_code
-        if self.threshold_ema_dead_code == 0 or not dead.any():
+        mean_usage = self.cluster_size.mean()
+        dead = self.cluster_size < self.dead_code_fraction * mean_usage
+        if self.dead_code_fraction == 0 or not dead.any():
             return
         fresh = sample_vectors(x, self.codebook_size)
         self.embed.copy_(torch.where(dead[:, None], fresh, self.embed))
-        self.embed_avg.copy_(torch.where(dead[:, None], fresh * self.threshold_ema_dead_code, self.embed_avg))
-        self.cluster_size.masked_fill_(dead, self.threshold_ema_dead_code)
+        self.embed_avg.copy_(torch.where(dead[:, None], fresh * mean_usage, self.embed_avg))
+        self.cluster_size.masked_fill_(dead, mean_usage.item())
 
     @torch.no_grad()
     def ema_update_(self, x: Tensor, codes: Tensor) -> None:
@@ -162,11 +166,11 @@ class ResidualVectorQuantizer(nn.Module):
     """``n_q`` codebooks of ``codebook_size`` vectors, each quantizing the residual of the previous ones."""
 
     def __init__(self, dimension: int, n_q: int, codebook_size: int, kmeans_iters: int = 50,
-                 decay: float = 0.99, threshold_ema_dead_code: float = 2.0):
+                 decay: float = 0.99, dead_code_fraction: float = 0.01):
         super().__init__()
         self.n_q, self.codebook_size, self.dimension = n_q, codebook_size, dimension
         self.vq = ResidualVectorQuantization(n_q, dimension, codebook_size, kmeans_iters=kmeans_iters,
-                                             decay=decay, threshold_ema_dead_code=threshold_ema_dead_code)
+                                             decay=decay, dead_code_fraction=dead_code_fraction)
 
     def _layers(self, n_q: int | None, st: int = 0):
         n_q = self.n_q if n_q is None else n_q
