@@ -13,13 +13,16 @@ def test_nearest_code_takes_the_first_of_equal_scores():
     assert nearest_code(x, embed).tolist() == [0, 1, 0]
 
 
-def test_kmeans_finds_separated_clusters():
+def test_kmeans_ends_at_a_fixed_point_of_lloyds_iteration():
     torch.manual_seed(0)
-    centres = torch.tensor([[5.0, 0.0], [0.0, 5.0], [-5.0, -5.0]])
-    samples = torch.cat([c + 0.1 * torch.randn(50, 2) for c in centres])
-    means, counts = kmeans(samples, 3, 20)
-    assert sorted(counts.tolist()) == [50, 50, 50]
-    assert torch.cdist(means, centres).min(dim=0).values.max() < 0.1
+    centres = torch.tensor([[5.0, 0.0], [0.0, 5.0], [-5.0, -5.0], [5.0, 5.0]])
+    samples = torch.cat([c + 0.5 * torch.randn(50, 2) for c in centres])
+    means, counts = kmeans(samples, 4, 30)
+    assignment = nearest_code(samples, means)
+    assert counts.sum() == 200 and torch.equal(torch.bincount(assignment, minlength=4), counts)
+    for k in range(4):  # every mean is the average of the samples nearest to it
+        torch.testing.assert_close(means[k], samples[assignment == k].mean(0))
+    assert ((samples - means[assignment]) ** 2).sum() < ((samples - samples.mean(0)) ** 2).sum() / 4
 
 
 def trained_codebook(size: int = 64, rows: int = 16, steps: int = 30) -> EuclideanCodebook:
