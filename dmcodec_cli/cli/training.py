@@ -1,7 +1,81 @@
-"""Commands of this area (filled in by its issue)."""
+"""``dmcodec train``: a thin shell over ``dmcodec_cli.training`` (imported only when the command runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from ..errors import DmcodecError
+from .common import console, print_json
+
+
+def _weights(text: Optional[str]) -> tuple[Optional[float], Optional[float]]:
+    if text is None:
+        return None, None
+    try:
+        sm, lm = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DmcodecError(f"--weights {text!r}: give two numbers SM,LM such as 0.2,0.8") from None
+    return sm, lm
+
+
+def _import_training():
+    try:
+        from ..training import run
+        from ..training.config import build_options
+    except ImportError as exc:
+        raise DmcodecError(f"training needs the train extra ({exc.name} is missing): "
+                           "pip install 'dmcodec[train]'") from None
+    return run, build_options
+
+
+def train(
+    config: Path = typer.Option(..., "--config", help="Recipe: a codec config.json, training options under \"extra\"."),
+    data: Path = typer.Option(..., "--data", help="Segment manifest (JSONL) from `dmcodec prep`."),
+    out: Path = typer.Option(..., "--out", help="Experiment folder (checkpoints, metrics, tensorboard, best/, last/)."),
+    features: Optional[Path] = typer.Option(None, "--features", help="Teacher features (HDF5) from `dmcodec extract`."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="combined, lm, sm or none (default: recipe, else combined)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="lambda_SM,lambda_LM of the combined teacher (default 0.5,0.5)."),
+    lm_layers: Optional[str] = typer.Option(None, "--lm-layers", help="Quantizers distilled from the LM: 1, 8, 1:8 (sum) or 1,3."),
+    sm_layers: Optional[str] = typer.Option(None, "--sm-layers", help="Quantizers distilled from the SM (default 1:8, the sum)."),
+    distill_loss: Optional[str] = typer.Option(None, "--distill-loss", help="d_axis (the paper's) or t_axis."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune from a model: release folder, official .pt or hub id."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps (default: the recipe's epochs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size (default: the recipe's)."),
+    num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loading worker processes."),
+    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even when a GPU is available."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Train or fine-tune a DM-Codec tokenizer with LM / SM distillation (see docs/training.md)."""
+    from ..config import CodecConfig
+
+    run, build_options = _import_training()
+    codec_config = CodecConfig.from_json(config)
+    sm_weight, lm_weight = _weights(weights)
+    options = build_options(codec_config, dict(
+        teacher=teacher, sm_weight=sm_weight, lm_weight=lm_weight, lm_layers=lm_layers, sm_layers=sm_layers,
+        distill_loss=distill_loss, max_steps=max_steps, batch_size=batch_size, num_workers=num_workers))
+    init_model = None
+    if init is not None:
+        from ..registry import load_model
+
+        init_model = load_model(init, "cpu", for_inference=False)
+    result = run.train(codec_config, options, data, out, features, init_model, init, resume, cpu, progress=not quiet)
+    if not result.is_main:
+        return
+    summary = {"out": str(out), "steps": result.steps, "best_valid_mel_error": result.best_valid,
+               "last": str(result.last), "best": str(result.best) if result.best else None,
+               "metrics": str(result.metrics)}
+    if json_out:
+        print_json(summary)
+        return
+    best = f", best validation mel error {result.best_valid:.4f} -> {result.best}" if result.best else ""
+    console.print(f"trained {result.steps} steps; last generator -> {result.last}{best}")
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(train)

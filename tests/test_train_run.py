@@ -1,0 +1,121 @@
+"""Training runs on CPU with a tiny codec: teacher modes, overfitting, exact resume, exports, data crops."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from dmcodec_cli.checkpoint import load_release
+from dmcodec_cli.errors import DmcodecError
+from dmcodec_cli.training.config import build_options
+from dmcodec_cli.training.data import SegmentDataset, load_segments
+from dmcodec_cli.training.monitor import read_metrics
+from dmcodec_cli.training.run import train
+from test_train_support import make_corpus, tiny_config, write_features
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models train ~3x faster on one thread than on two threads of a busy shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    manifest = make_corpus(root, seconds=1.0)
+    return manifest, write_features(root / "features.h5", manifest)
+
+
+def _train(corpus, out, steps, resume=False, features=True, **options):
+    manifest, feature_file = corpus
+    config = tiny_config()
+    opts = build_options(config, {"max_steps": steps, **options})
+    return train(config, opts, manifest, out, feature_file if features else None, resume=resume, progress=False)
+
+
+@pytest.mark.parametrize("teacher", ["combined", "lm", "sm", "none"])
+def test_each_teacher_mode_trains(corpus, tmp_path, teacher):
+    result = _train(corpus, tmp_path / "exp", 2, features=teacher != "none", teacher=teacher, sm_layers="1:4",
+                    grad_clip=1.0, save_every=1, keep_checkpoints=1)
+    records = read_metrics(result.metrics)
+    assert all(r["grad_norm_g"] > 0 and r["grad_norm_d"] > 0 for r in records)
+    assert [p.name for p in (tmp_path / "exp" / "checkpoints").iterdir()] == ["step-0000002"]  # keep the last 1
+    assert (tmp_path / "exp" / "best" / "model.safetensors").is_file()
+    assert any((tmp_path / "exp" / "tensorboard").iterdir())
+    assert [r["step"] for r in records] == [1, 2]
+    expected = {"combined": {"distill_sm", "distill_lm"}, "lm": {"distill_lm"}, "sm": {"distill_sm"}, "none": set()}
+    logged = {k for k in records[0] if k.startswith("distill_")}
+    assert logged == expected[teacher]
+    for record in records:
+        for name in ("recon", "mel", "mel_error", "commit", "feature", "adversarial", "discriminator", "generator"):
+            assert np.isfinite(record[name]), name
+    if teacher == "combined":  # 0.5 / 0.5 by default
+        r = records[0]
+        assert r["distill"] == pytest.approx(0.5 * r["distill_sm"] + 0.5 * r["distill_lm"], rel=1e-5)
+    valid = read_metrics(result.metrics, "valid")
+    assert valid and valid[-1]["step"] == 2 and (teacher == "none") == ("distill" not in valid[-1])
+    model = load_release(result.last)
+    assert model.config.n_q == 4 and model.quantizer.vq.layers[0]._codebook.inited.item() == 1
+
+
+def test_a_distilling_teacher_needs_features(corpus, tmp_path):
+    with pytest.raises(DmcodecError, match="--teacher lm needs --features"):
+        _train(corpus, tmp_path / "exp", 1, features=False, teacher="lm")
+
+
+def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path):
+    common = dict(save_every=2, sm_layers="1:4")
+    whole = read_metrics(_train(corpus, tmp_path / "whole", 4, **common).metrics)
+    _train(corpus, tmp_path / "split", 2, **common)
+    with pytest.raises(DmcodecError, match="already holds a training run; pass --resume"):
+        _train(corpus, tmp_path / "split", 4, **common)
+    with pytest.raises(DmcodecError, match="other settings.*options.lm_weight"):
+        _train(corpus, tmp_path / "split", 4, resume=True, lm_weight=0.8, **common)
+    split = read_metrics(_train(corpus, tmp_path / "split", 4, resume=True, **common).metrics)
+    assert [r["step"] for r in split] == [1, 2, 3, 4]
+    for a, b in zip(whole, split):
+        assert a.keys() == b.keys()
+        for name in a.keys() - {"split"}:
+            assert a[name] == pytest.approx(b[name], rel=1e-6, abs=1e-7), (a["step"], name)
+    last_whole, last_split = load_release(tmp_path / "whole" / "last"), load_release(tmp_path / "split" / "last")
+    assert last_whole.fingerprint == last_split.fingerprint
+
+
+def test_overfitting_a_few_clips_lowers_the_mel_error(corpus, tmp_path):
+    steps = 30
+    result = _train(corpus, tmp_path / "exp", steps, teacher="none", learning_rate=3e-3, batch_size=4,
+                    segment_size=4800, log_every=1, valid_every=steps)
+    mel = [r["mel_error"] for r in read_metrics(result.metrics)]
+    first, last = np.mean(mel[:5]), np.mean(mel[-5:])
+    assert last < 0.75 * first, (first, last)
+
+
+def test_crops_start_on_frames_and_carry_their_teacher_frames(tmp_path):
+    """A ramp recorded in the audio and the frame index written as the feature must stay aligned."""
+    samples = (np.arange(48000) % 320 == 0).astype(np.float32) * 0.5  # a click at every frame start
+    sf.write(tmp_path / "ramp.flac", samples, 16000)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "r", "path": "ramp.flac", "source": "x", "offset": 0,
+                                                 "duration": 3.0, "speaker": None, "text": None, "split": "train"}))
+    write_features(tmp_path / "f.h5", tmp_path / "m.jsonl", dim=2, groups=("sm",),
+                   fill=lambda frames, dim: np.repeat(np.arange(frames)[:, None], dim, 1))
+    segments, root = load_segments(tmp_path / "m.jsonl", "train")
+    config = tiny_config()
+    dataset = SegmentDataset(segments, root, config, 8000, tmp_path / "f.h5", ("sm",))
+    starts = set()
+    for seed in range(20):
+        audio, features, _ = dataset[(0, seed)]
+        assert len(audio) == 8000 - 8000 % 320 and features["sm"].shape == (25, 2)
+        assert audio[0] == pytest.approx(0.5, abs=1e-3)  # the crop starts on a frame boundary
+        starts.add(int(features["sm"][0, 0]))
+        assert list(features["sm"][:, 0]) == list(range(starts and int(features["sm"][0, 0]), int(features["sm"][0, 0]) + 25))
+    assert len(starts) > 5 and max(starts) <= 150 - 25
+    audio, features, _ = dataset[(0, -1)]
+    assert features["sm"][0, 0] == 0

@@ -1,0 +1,54 @@
+"""Write the recipe configs of train/configs/ (run from the repository root: python train/make_recipes.py).
+
+Every recipe is the official DM-Codec config.json (full-size model, its loss weights and optimiser) plus
+training options under "extra" (see docs/training.md). Teacher *models* and teacher *layers* are chosen
+when features are extracted (`dmcodec extract --sm/--lm/--sm-layer/--lm-layer`), so their ablations share
+a training recipe and differ in the feature file: see ablate_teachers.sh and ablate_teacher_layers.sh.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dmcodec_cli.config import CodecConfig
+
+HERE = Path(__file__).parent / "configs"
+#: the paper's runs: 6 x 3 s crops, validation and checkpoints every 1000 steps
+PAPER = {"valid_every": 1000, "save_every": 1000, "valid_items": 64, "num_workers": 4}
+
+
+def recipe(name: str, config: CodecConfig, **extra) -> None:
+    data = config.replace(extra={**PAPER, **extra} if config.n_filters == 64 else extra).to_dict()
+    (HERE / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    HERE.mkdir(exist_ok=True)
+    official = CodecConfig()
+    # the two models of the paper
+    recipe("dmcodec_lm", official, teacher="lm", lm_layers="1")
+    recipe("dmcodec_combined", official, teacher="combined", lm_layers="1", sm_layers="1:8", sm_weight=0.5, lm_weight=0.5)
+    # the lambda_SM / lambda_LM sweep of the combined model (the paper's best WER: 0.2 / 0.8)
+    for sm in (0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9):
+        recipe(f"sweep_sm{sm:g}_lm{1 - sm:g}", official, teacher="combined", lm_layers="1", sm_layers="1:8",
+               sm_weight=sm, lm_weight=round(1 - sm, 2))
+    # which quantizer carries the LM knowledge: the first, the eighth, or the sum of all eight
+    for name, layers in (("rvq1", "1"), ("rvq8", "8"), ("rvq1-8", "1:8")):
+        recipe(f"ablate_lm_{name}", official, teacher="lm", lm_layers=layers)
+        recipe(f"ablate_sm_{name}", official, teacher="sm", sm_layers=layers)
+    # the same recipe for every teacher pair and teacher layer (the feature file differs)
+    recipe("ablate_teachers", official, teacher="combined", lm_layers="1", sm_layers="1:8", sm_weight=0.5, lm_weight=0.5)
+    # a model that trains on a CPU: 0.97 M-parameter codec, 1 s crops, small discriminators,
+    # projection to the 768-d features of the real teachers (HuBERT / BERT base)
+    tiny = official.replace(n_filters=8, dimension=64, semantic_dimension=768, lstm_layers=1, codebook_size=256,
+                            batch_size=8, segment_size=16000, log_steps=10, save_model_steps=250,
+                            learning_rate=5e-4, num_warmup_steps=100)
+    # the GAN terms start after 500 steps (0.5 s per step before, 3.3 s after, 1 thread): ~1 hour of CPU in all
+    recipe("tiny_cpu", tiny, teacher="combined", lm_layers="1", sm_layers="1:8", decay_every=500, max_steps=1500,
+           adversarial_start=500, valid_every=250, valid_items=16, num_workers=2, grad_clip=10.0,
+           discriminator={"width": 0.0625, "stft_filters": 8})
+
+
+if __name__ == "__main__":
+    main()
