@@ -13,6 +13,12 @@ from .modules import SEANetDecoder, SEANetEncoder, WeightNormConv
 from .quantizer import ResidualVectorQuantizer
 
 
+def _full_precision(tensor: Tensor) -> torch.autocast:
+    """Nearest-code search and EMA updates run in float32 even under bf16 / fp16 autocast: reduced
+    precision would flip near-tie codes and corrupt the codebook statistics."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 @dataclass
 class CodecOutput:
     """Result of ``DMCodec.forward`` on a waveform [B, 1, L] with T = ceil(L / hop) frames."""
@@ -59,7 +65,9 @@ class DMCodec(nn.Module):
 
     def encode(self, audio: Tensor, n_q: int | None = None, st: int = 0) -> Tensor:
         """audio [B, 1, L] -> codes [n_q - st, B, ceil(L / hop)] int64 (``n_q`` is an end index)."""
-        return self.quantizer.encode(self.encoder(audio), n_q, st)
+        latent = self.encoder(audio)
+        with _full_precision(latent):
+            return self.quantizer.encode(latent.float(), n_q, st)
 
     def decode(self, codes: Tensor, st: int = 0) -> Tensor:
         """codes [K, B, T] (row i from codebook st + i) -> audio [B, 1, T * hop]."""
@@ -75,7 +83,9 @@ class DMCodec(nn.Module):
         n_q = self.n_q if n_q is None else n_q
         if not distill_layers or max(distill_layers) >= n_q or min(distill_layers) < 0:
             raise ValueError(f"distill_layers must be a non-empty list of layers below n_q={n_q}")
-        out = self.quantizer(self.encoder(audio), n_q)
+        latent = self.encoder(audio)
+        with _full_precision(latent):
+            out = self.quantizer(latent.float(), n_q)
         selected = torch.stack([out.layer_outputs[i] for i in sorted(set(distill_layers))]).sum(0)
         feature = self.transform(selected.transpose(1, 2))
         return CodecOutput(self.decoder(out.quantized), out.codes, out.commit_loss, feature, out.layer_outputs)
