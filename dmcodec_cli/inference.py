@@ -1,10 +1,17 @@
-"""Encoding and decoding of single signals with a loaded model (numpy in, numpy out)."""
+"""Encoding and decoding of single signals with a loaded model (numpy in, numpy out).
+
+Encoding goes through the corpus engine, so a long signal is encoded in windows with bounded memory;
+up to ``WindowPlan().whole_seconds`` (32 s) it is the model's own whole-input encoding.
+"""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
 
+from .corpus.engine import EngineOptions, encode_signal
 from .model import DMCodec
 
 
@@ -13,10 +20,14 @@ def model_device(model: DMCodec) -> torch.device:
 
 
 @torch.inference_mode()
-def encode_samples(model: DMCodec, samples: np.ndarray, n_q: int | None = None) -> np.ndarray:
+def encode_samples(model: DMCodec, samples: np.ndarray, n_q: int | None = None,
+                   options: EngineOptions | None = None) -> np.ndarray:
     """Mono samples [L] at the model rate -> codes [n_q, ceil(L / hop)] int64."""
-    audio = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).to(model_device(model))
-    return model.encode(audio.view(1, 1, -1), n_q)[:, 0].cpu().numpy()
+    options = options or EngineOptions()
+    if n_q is not None:
+        options = dataclasses.replace(options, n_q=n_q)
+    audio = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    return encode_signal(model, audio, options).numpy()
 
 
 @torch.inference_mode()

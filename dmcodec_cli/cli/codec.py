@@ -138,7 +138,7 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
     """Describe a model (config, parameters, bitrate, fingerprint) or a code store (size, codebook usage)."""
-    if target is not None and is_store_path(target) and Path(target).is_file():
+    if target is not None and is_store_path(target):
         info_store(Path(target), json_out)
         return
     info_model(target, json_out)

@@ -1,7 +1,152 @@
-"""Commands of this area (filled in by its issue)."""
+"""Corpus commands: encoding folders / manifests into a code store, decoding and describing stores, merge.
+
+``encode``, ``decode`` and ``info`` (in ``codec.py``) hand corpus inputs and ``.h5`` stores to the
+functions here; ``merge`` is registered here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.table import Table
+
+from ..corpus.distributed import from_environment
+from ..corpus.engine import DTYPES, EngineOptions
+from ..corpus.inputs import Item, collect_inputs, is_manifest, parse_extensions
+from ..corpus.progress import RichProgress
+from ..corpus.report import decode_store, store_summary
+from ..corpus.runner import RunOptions, is_store_path, tokenize_corpus
+from ..corpus.store import merge_stores, read_meta
+from ..corpus.windows import WindowPlan
+from ..errors import DmcodecError
+from ..registry import load_model, pick_device
+from .common import console, console_err, print_json
+
+
+@dataclass
+class CorpusArgs:
+    """The corpus options of ``dmcodec encode``."""
+
+    extensions: Optional[str] = None
+    batch_seconds: float = 240.0
+    workers: int = 1
+    window_seconds: float = 16.0
+    context_seconds: float = 4.0
+    whole_seconds: float = 32.0
+    dtype: str = "fp32"
+    num_shards: int = 1
+    shard_index: int = 0
+    commit_every: int = 256
+
+    def run_options(self, n_q: Optional[int]) -> RunOptions:
+        if self.dtype not in DTYPES:
+            raise DmcodecError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.batch_seconds <= 0 or self.workers < 0 or self.commit_every < 1:
+            raise DmcodecError("--batch-seconds must be > 0, --workers >= 0 and --commit-every >= 1")
+        try:
+            windows = WindowPlan(self.window_seconds, self.context_seconds, self.whole_seconds)
+        except ValueError as exc:
+            raise DmcodecError(f"--window-seconds / --context-seconds / --whole-seconds: {exc}") from None
+        engine = EngineOptions(self.batch_seconds, windows, self.dtype, n_q)
+        return RunOptions(engine, self.workers, commit_every=self.commit_every)
+
+
+def wants_corpus(input: Path, output: str) -> bool:
+    """A folder, a manifest, a ``.h5`` output or a folder output (``-o DIR/``) takes the corpus path."""
+    return (input.is_dir() or is_manifest(input) or is_store_path(output) or output.endswith(("/", "\\"))
+            or Path(output).is_dir())
+
+
+def drop_decoder(codec):
+    """Encoding never decodes: free the decoder's weights (about a third of the full-size model)."""
+    import torch
+
+    codec.decoder = torch.nn.Identity()
+    return codec
+
+
+def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[int], device: str,
+                  args: CorpusArgs, json_out: bool) -> None:
+    rank = from_environment(args.num_shards, args.shard_index)
+    try:
+        codec = drop_decoder(load_model(model, rank.device(device)))
+        if n_q is not None and not 1 <= n_q <= codec.n_q:
+            raise DmcodecError(f"--n-q must be between 1 and {codec.n_q} for this model, got {n_q}")
+        options = args.run_options(n_q)
+        if input.is_file() and not is_manifest(input):
+            items = [Item(input.stem, input)]
+        else:
+            items = collect_inputs(input, parse_extensions(args.extensions))
+        progress = RichProgress(console_err, disable=not rank.is_main and rank.launched)
+        summary = tokenize_corpus(codec, items, output, options, rank, progress)
+    finally:
+        rank.close()
+    if rank.is_main or not rank.launched:
+        report(summary.to_dict(), json_out)
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+def report(summary: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"{summary['output']}: {summary['encoded']} encoded, {summary['skipped']} already done, "
+                  f"{summary['failed']} failed of {summary['total']} ({summary['audio_seconds'] / 3600:.3f} h "
+                  f"in {summary['wall_seconds']:.1f} s, {summary['real_time_factor']:.1f}x real time)")
+    if summary["failures_file"]:
+        console_err.print(f"[yellow]{summary['failed']} input(s) failed; reasons in {summary['failures_file']}[/]")
+
+
+def decode_corpus(store: Path, outdir: Path, ids: Optional[str], model: Optional[str], device: str,
+                  json_out: bool) -> None:
+    codec = load_model(model, pick_device(device))
+    chosen = [name.strip() for name in ids.split(",") if name.strip()] if ids else None
+    written = decode_store(codec, store, outdir, chosen, progress=RichProgress(console_err))
+    if json_out:
+        print_json({"input": str(store), "output": str(outdir), "written": len(written)})
+        return
+    console.print(f"{store} -> {outdir}: {len(written)} audio files at {codec.sample_rate} Hz")
+
+
+def info_store(path: Path, json_out: bool) -> None:
+    summary = store_summary(path)
+    if json_out:
+        print_json(summary)
+        return
+    table = Table(title=f"code store {path}", show_header=False)
+    table.add_row("utterances", f"{summary['utterances']:,}")
+    table.add_row("audio", f"{summary['hours']:.3f} h")
+    table.add_row("frames", f"{summary['frames']:,} at {summary['frame_rate']:g} frames/s")
+    table.add_row("codebooks", f"{summary['n_q']} x {summary['codebook_size']}")
+    table.add_row("model", summary["model_fingerprint"])
+    console.print(table)
+    usage = Table(title="codebook usage")
+    for column in ("codebook", "codes used", "usage", "perplexity"):
+        usage.add_column(column, justify="right")
+    for row in summary["codebooks"]:
+        usage.add_row(str(row["codebook"]), str(row["used"]), f"{row['usage']:.1%}", f"{row['perplexity']:.1f}")
+    console.print(usage)
+
+
+def merge(
+    output: Path = typer.Argument(..., help="Store to write (.h5)."),
+    inputs: list[Path] = typer.Argument(..., help="Stores to combine, in this order (same model)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Combine code stores (e.g. one per machine) into one; an id seen twice keeps its first copy."""
+    for path in inputs:
+        read_meta(path)  # a clear error for a missing or foreign file before any writing
+    summary = merge_stores(output, inputs)
+    if json_out:
+        print_json(summary)
+        return
+    console.print(f"{output}: {summary['utterances']} utterances from {len(inputs)} stores "
+                  f"({summary['duplicates_skipped']} duplicate ids skipped)")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command()(merge)

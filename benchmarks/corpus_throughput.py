@@ -1,0 +1,180 @@
+"""Corpus encoding throughput and peak memory: this engine vs a naive one-file-at-a-time loop.
+
+    .venv/bin/python benchmarks/corpus_throughput.py [--corpus-seconds 240] [--long-seconds 3600] [--threads 2]
+
+Full-size DM-Codec config with random weights (speed does not depend on the weights). Each measurement
+runs in its own process so that its peak RSS is its own; printed as a table and as JSON (--json FILE).
+  (a) engine: ``tokenize_corpus`` (DataLoader worker, length-sorted packed-LSTM batches, HDF5 store)
+  (b) naive:  for each file: load_audio, model.encode at batch 1, save .npy
+  (c) long:   one file of --long-seconds through the engine (windowed), for its peak RSS
+The corpus is real speech of 3-20 s from /work/shared/data/train-mini when present, else fixture clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_MINI = REPO.parent / "shared" / "data" / "train-mini"
+SPEECH = REPO / "tests" / "fixtures" / "speech"
+
+
+def full_size_model():
+    import torch
+
+    from dmcodec_cli.config import CodecConfig
+    from dmcodec_cli.model import DMCodec
+
+    torch.manual_seed(0)
+    model = DMCodec(CodecConfig()).eval()
+    for layer in model.quantizer.vq.layers:
+        layer._codebook.embed.normal_()
+        layer._codebook.inited.fill_(1)
+    model.fingerprint = "random-full-size-benchmark"
+    model.decoder = torch.nn.Identity()  # encoding only, as `dmcodec encode` does: both modes alike
+    return model.fold_weight_norm()
+
+
+def fixture_clips() -> list[Path]:
+    return sorted(p for p in SPEECH.iterdir() if p.suffix in (".wav", ".flac"))
+
+
+def make_corpus(folder: Path, seconds: float) -> list[Path]:
+    """Real 3-20 s utterances totalling about ``seconds`` (copied as they are)."""
+    import shutil
+
+    import soundfile as sf
+
+    sources = sorted(TRAIN_MINI.glob("*.flac")) if TRAIN_MINI.is_dir() else []
+    sources = sources or fixture_clips()
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen, total = [], 0.0
+    for path in sources:
+        duration = sf.info(path).duration
+        if 3.0 <= duration <= 20.0:
+            shutil.copy(path, folder / path.name)
+            chosen.append(folder / path.name)
+            total += duration
+        if total >= seconds:
+            break
+    return chosen
+
+
+def make_long_file(path: Path, seconds: float) -> None:
+    """Speech clips repeated to ``seconds``, written block by block as 16 kHz 16-bit wav."""
+    import soundfile as sf
+
+    from dmcodec_cli.audio import load_audio
+
+    clips = [load_audio(p, 16000).samples for p in fixture_clips()]
+    block = np.concatenate(clips)
+    remaining = int(seconds * 16000)
+    with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
+        while remaining > 0:
+            f.write(block[:remaining])
+            remaining -= min(len(block), remaining)
+
+
+def peak_rss_mb() -> dict:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"peak_rss_mb": round(own, 1), "peak_rss_workers_mb": round(children, 1)}
+
+
+def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: float) -> dict:
+    """Runs in a child process: encode ``inputs`` (a folder) one way, report speed and memory."""
+    import torch
+
+    from dmcodec_cli.audio import load_audio
+    from dmcodec_cli.codes import save_codes
+    from dmcodec_cli.corpus.engine import EngineOptions
+    from dmcodec_cli.corpus.inputs import collect_inputs
+    from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
+
+    torch.set_num_threads(threads)
+    model = full_size_model()
+    items = collect_inputs(inputs)
+    out = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-"))
+    start = time.perf_counter()
+    if mode == "naive":
+        seconds = 0.0
+        with torch.inference_mode():
+            for item in items:
+                samples = load_audio(item.path, 16000).samples
+                codes = model.encode(torch.from_numpy(samples).view(1, 1, -1))[:, 0].numpy()
+                save_codes(out / f"{item.id}.npy", codes)
+                seconds += len(samples) / 16000
+    else:
+        options = RunOptions(EngineOptions(batch_seconds=batch_seconds), workers=workers)
+        seconds = tokenize_corpus(model, items, out / "corpus.h5", options).audio_seconds
+    wall = time.perf_counter() - start
+    return {"mode": mode, "files": len(items), "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
+            "x_real_time": round(seconds / wall, 2), **peak_rss_mb()}
+
+
+def run_child(mode: str, folder: Path, args) -> dict:
+    command = [sys.executable, __file__, "--child", mode, "--inputs", str(folder), "--threads", str(args.threads),
+               "--workers", str(args.workers), "--batch-seconds", str(args.batch_seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus-seconds", type=float, default=240.0)
+    parser.add_argument("--long-seconds", type=float, default=3600.0, help="0 to skip the long file")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-seconds", type=float, default=240.0)
+    parser.add_argument("--modes", default="engine,naive,long")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.inputs, args.threads, args.workers, args.batch_seconds)))
+        return
+    results = []
+    with tempfile.TemporaryDirectory(prefix="dmcodec-bench-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        files = make_corpus(corpus, args.corpus_seconds)
+        print(f"corpus: {len(files)} files of 3-20 s; threads {args.threads}, workers {args.workers}, "
+              f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+        modes = args.modes.split(",")
+        for mode in ("engine", "naive"):
+            if mode in modes:
+                results.append(run_child(mode, corpus, args))
+                print(json.dumps(results[-1]), flush=True)
+        if "long" in modes and args.long_seconds > 0:
+            long_dir = Path(tmp) / "long"
+            long_dir.mkdir()
+            make_long_file(long_dir / "long.wav", args.long_seconds)
+            results.append({**run_child("engine", long_dir, args), "mode": f"long {args.long_seconds:g} s"})
+            print(json.dumps(results[-1]), flush=True)
+    print(f"\n{'mode':<14}{'audio s':>9}{'wall s':>9}{'x real time':>13}{'peak RSS MB':>13}{'workers MB':>12}")
+    for r in results:
+        print(f"{r['mode']:<14}{r['audio_seconds']:>9}{r['wall_seconds']:>9}{r['x_real_time']:>13}"
+              f"{r['peak_rss_mb']:>13}{r['peak_rss_workers_mb']:>12}")
+    engine = next((r for r in results if r["mode"] == "engine"), None)
+    naive = next((r for r in results if r["mode"] == "naive"), None)
+    if engine and naive:
+        print(f"engine / naive speed: {engine['x_real_time'] / naive['x_real_time']:.2f}x")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

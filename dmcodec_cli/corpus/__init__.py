@@ -1,0 +1,1 @@
+"""Corpus tokenization: folders / manifests -> batched, windowed, resumable encoding -> HDF5 code store."""

@@ -1,0 +1,72 @@
+"""Running one corpus over several processes (torchrun) or machines: who does what, and meeting points.
+
+Under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) a gloo process group is started
+for the barrier before the final merge and to gather failures. Without it, ``--num-shards`` /
+``--shard-index`` select a share by hand (one store per machine, combined later by ``dmcodec merge``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Sequence, TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    launched: bool = False  #: started by torchrun (a process group exists)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This rank's deterministic share: every world-th item starting at its rank."""
+        return list(items[self.rank::self.world])
+
+    def device(self, name: str) -> torch.device:
+        """``auto`` under torchrun with GPUs -> this process's own GPU (cuda:LOCAL_RANK)."""
+        if name == "auto" and self.launched and torch.cuda.is_available():
+            return torch.device(f"cuda:{self.local_rank % torch.cuda.device_count()}")
+        from ..registry import pick_device
+
+        return pick_device(name)
+
+    def barrier(self) -> None:
+        if self.launched:
+            torch.distributed.barrier()
+
+    def gather(self, value: object) -> list[object]:
+        """Every rank's ``value``, in rank order (only this rank's without a process group)."""
+        if not self.launched:
+            return [value]
+        out: list[object] = [None] * self.world
+        torch.distributed.all_gather_object(out, value)
+        return out
+
+    def close(self) -> None:
+        if self.launched and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def from_environment(num_shards: int = 1, shard_index: int = 0, timeout_hours: float = 48.0) -> Rank:
+    """The rank of this process: torchrun's if launched by it, else the manual shard."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        if not torch.distributed.is_initialized():
+            # the barrier waits for the slowest rank's whole share: a long timeout
+            torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(hours=timeout_hours))
+        return Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), True)
+    if not 0 <= shard_index < num_shards:
+        from ..errors import DmcodecError
+
+        raise DmcodecError(f"--shard-index must be in [0, {num_shards - 1}], got {shard_index}")
+    return Rank(shard_index, num_shards, 0, False)

@@ -1,0 +1,223 @@
+"""Tokenizing a corpus: read in workers, encode in length-sorted batches, record, resume, merge ranks."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..codes import save_codes
+from ..errors import DmcodecError
+from ..model import DMCodec
+from .distributed import Rank
+from .engine import BatchEncoder, EngineOptions
+from .inputs import Item
+from .journal import Journal
+from .loader import Loaded, length_batches, read_audio
+from .progress import Quiet
+from .store import CodeStore, Entry, StoreMeta, StoreWriter
+
+STORE_SUFFIXES = (".h5", ".hdf5")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    engine: EngineOptions = EngineOptions()
+    workers: int = 1  #: DataLoader worker processes (0: read in the main process)
+    pool_factor: float = 4.0  #: length-sorting pool = pool_factor x batch_seconds of audio
+    commit_every: int = 256  #: utterances per journal segment (what a crash can cost)
+    commit_seconds: float = 60.0  #: ... or wall seconds between commits
+
+
+@dataclass
+class Failure:
+    id: str
+    path: str
+    reason: str
+
+
+@dataclass
+class RunSummary:
+    output: str
+    total: int = 0  #: items given (all ranks)
+    encoded: int = 0  #: encoded by this run (all ranks)
+    skipped: int = 0  #: already done before this run
+    failures: list[Failure] = field(default_factory=list)
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    failures_file: str | None = None
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.audio_seconds / max(self.wall_seconds, 1e-9)
+
+    def to_dict(self) -> dict:
+        return {"output": self.output, "total": self.total, "encoded": self.encoded, "skipped": self.skipped,
+                "failed": len(self.failures), "failures_file": self.failures_file,
+                "audio_seconds": round(self.audio_seconds, 3), "wall_seconds": round(self.wall_seconds, 3),
+                "real_time_factor": round(self.real_time_factor, 2)}
+
+
+def is_store_path(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in STORE_SUFFIXES
+
+
+# -- where results go ------------------------------------------------------------------------------
+
+class StoreSink:
+    """Results -> journal segments in ``<store>.work/``; the main rank merges them into the store."""
+
+    def __init__(self, path: Path, meta: StoreMeta, rank: Rank, options: RunOptions):
+        self.path, self.meta, self.rank = path, meta, rank
+        self.journal = Journal(path.with_name(path.name + ".work"), meta, rank.rank,
+                               options.commit_every, options.commit_seconds)
+        self.failures_path = path.with_name(path.stem + ".failures.tsv")
+
+    def prepare(self) -> set[str]:
+        """Check the existing store's model; clean what a kill left; return the ids already done."""
+        done: set[str] = set()
+        if self.path.exists():
+            with CodeStore(self.path) as store:
+                self.meta.check_compatible(store.meta, str(self.path))
+                done.update(store.ids)
+        if self.rank.is_main:
+            self.journal.clean_orphans()
+        self.rank.barrier()
+        return done | self.journal.done_ids()
+
+    def add(self, entry: Entry) -> None:
+        self.journal.add(entry)
+
+    def close(self) -> None:
+        self.journal.commit()
+
+    def finalize(self, items: list[Item]) -> None:
+        """Existing store + journal -> new store (renamed into place), new entries in input order."""
+        position = {item.id: i for i, item in enumerate(items)}
+        old = CodeStore(self.path) if self.path.exists() else None
+        try:
+            taken = set(old.ids) if old else set()
+            new = {e.id: e for e in self.journal.entries() if e.id not in taken}
+            if new or old is None:
+                order = sorted(new, key=lambda name: (position.get(name, len(position)), name))
+                with StoreWriter(self.path, self.meta) as writer:
+                    if old:
+                        writer.add_all(old.entries())
+                    writer.add_all(new[name] for name in order)
+        finally:
+            if old:
+                old.close()
+        self.journal.remove()
+
+
+class NpyTreeSink:
+    """Results -> ``DIR/<id>.npy`` (int16 [n_q, frames]), each written atomically; done = file exists."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.failures_path = root / "failures.tsv"
+
+    def _path(self, name: str) -> Path:
+        return self.root / f"{name}.npy"
+
+    def prepare(self, items: list[Item]) -> set[str]:
+        return {item.id for item in items if self._path(item.id).is_file()}
+
+    def add(self, entry: Entry) -> None:
+        save_codes(self._path(entry.id), entry.codes)
+
+    def close(self) -> None: ...
+
+    def finalize(self, items: list[Item]) -> None: ...
+
+
+def write_failures(path: Path, failures: list[Failure]) -> str | None:
+    """The failures of this run as TSV (id, path, reason), or no file when none failed."""
+    if not failures:
+        path.unlink(missing_ok=True)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    lines = ["id\tpath\treason"] + [f"{f.id}\t{f.path}\t{' '.join(f.reason.split())}" for f in failures]
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[tuple[Loaded, torch.Tensor | str]]:
+    """Codes for each item; if the batch fails (e.g. out of memory), items are retried one by one."""
+    try:
+        return list(zip(batch, encoder.encode([e.samples for e in batch])))
+    except (RuntimeError, ValueError) as exc:
+        if len(batch) == 1:
+            return [(batch[0], f"{batch[0].item.path}: encoding failed ({str(exc).splitlines()[0]})")]
+    return [result for entry in batch for result in _encode_batch(encoder, [entry])]
+
+
+def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, progress) -> tuple[int, float, list]:
+    encoder = BatchEncoder(model, options.engine)
+    rate = model.sample_rate
+    batch_samples = int(options.engine.batch_seconds * rate)
+    encoded, seconds, failures = 0, 0.0, []
+    loaded = read_audio(todo, rate, options.workers)
+    for batch in length_batches(loaded, batch_samples, int(options.pool_factor * batch_samples)):
+        if batch[0].samples is None:
+            failures.append(Failure(batch[0].item.id, str(batch[0].item.path), batch[0].error))
+            progress.advance(1, 0.0, failed=1)
+            continue
+        for entry, result in _encode_batch(encoder, batch):
+            if isinstance(result, str):
+                failures.append(Failure(entry.item.id, str(entry.item.path), result))
+                progress.advance(1, 0.0, failed=1)
+                continue
+            sink.add(Entry(entry.item.id, len(entry.samples), result.numpy()))
+            encoded += 1
+            seconds += len(entry.samples) / rate
+            progress.advance(1, len(entry.samples) / rate)
+    sink.close()
+    return encoded, seconds, failures
+
+
+def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike, options: RunOptions = RunOptions(),
+                    rank: Rank = Rank(), progress: Quiet = Quiet()) -> RunSummary:
+    """Encode every item not yet in ``output`` (a ``.h5`` store, else a folder of ``.npy`` files).
+
+    With several ranks each encodes its share; the main rank then writes the store. Failed items are
+    listed in the summary and a failures file; they are tried again by the next run.
+    """
+    start = time.monotonic()
+    output = Path(output)
+    meta = StoreMeta.for_model(model, options.engine.n_q)
+    if is_store_path(output):
+        sink = StoreSink(output, meta, rank, options)
+        done = sink.prepare()
+    else:
+        if output.exists() and not output.is_dir():
+            raise DmcodecError(f"{output}: exists and is not a folder; give -o DIR/ or -o NAME.h5")
+        sink = NpyTreeSink(output)
+        done = sink.prepare(items)
+    mine = rank.share(items)
+    todo = [item for item in mine if item.id not in done]
+    progress.start(len(mine), "encode" if rank.world == 1 else f"encode (rank {rank.rank}/{rank.world})")
+    progress.advance(len(mine) - len(todo), 0.0)
+    try:
+        encoded, seconds, failures = _encode_items(model, todo, sink, options, progress)
+    finally:
+        progress.stop()
+    results = rank.gather((encoded, seconds, failures, len(mine) - len(todo)))
+    rank.barrier()
+    summary = RunSummary(str(output), len(items), sum(r[0] for r in results), sum(r[3] for r in results),
+                         [f for r in results for f in r[2]], sum(r[1] for r in results))
+    if rank.is_main or not rank.launched:
+        sink.finalize(items)
+        position = {item.id: i for i, item in enumerate(items)}
+        summary.failures.sort(key=lambda f: position.get(f.id, 0))
+        summary.failures_file = write_failures(sink.failures_path, summary.failures)
+    rank.barrier()
+    summary.wall_seconds = time.monotonic() - start
+    return summary
