@@ -226,6 +226,7 @@ def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtyp
                 "contents": "inference" if inference_only else "full"}
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is for others to read
     try:
         save_file(state, tmp / WEIGHTS_NAME, metadata=metadata)
         (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
