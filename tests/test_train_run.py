@@ -90,7 +90,7 @@ def test_resume_reproduces_the_uninterrupted_run(corpus, tmp_path):
 
 
 def test_overfitting_a_few_clips_lowers_the_mel_error(corpus, tmp_path):
-    steps = 30
+    steps = 60
     result = _train(corpus, tmp_path / "exp", steps, teacher="none", learning_rate=3e-3, batch_size=4,
                     segment_size=4800, log_every=1, valid_every=steps)
     mel = [r["mel_error"] for r in read_metrics(result.metrics)]
