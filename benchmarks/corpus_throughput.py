@@ -7,7 +7,7 @@ runs in its own process so that its peak RSS is its own; printed as a table and 
   (a) engine: ``tokenize_corpus`` (DataLoader worker, length-sorted packed-LSTM batches, HDF5 store)
   (b) naive:  for each file: load_audio, model.encode at batch 1, save .npy
   (c) long:   one file of --long-seconds through the engine (windowed), for its peak RSS
-The corpus is real speech of 3-20 s from /work/shared/data/train-mini when present, else fixture clips.
+The corpus is real speech of 3-20 s from ../shared/data/train-mini (beside the repository) when present, else fixture clips.
 """
 
 from __future__ import annotations
