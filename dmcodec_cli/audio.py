@@ -10,6 +10,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .atomic import atomic_path
 from .errors import DmcodecError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
@@ -80,11 +81,6 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
         raise DmcodecError(f"{path}: cannot write audio with extension {path.suffix!r}; use .wav, .flac or .ogg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

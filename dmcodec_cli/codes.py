@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .config import CodecConfig
 from .errors import DmcodecError
 
@@ -32,15 +33,8 @@ def check_codes(codes: np.ndarray, config: CodecConfig, source: str = "codes") -
 
 def save_codes(path: str | os.PathLike, codes: np.ndarray) -> None:
     """Write codes [n_q, frames] as int16 ``.npy``, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(codes, dtype=np.int16))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(codes, dtype=np.int16))
 
 
 def load_codes(path: str | os.PathLike, config: CodecConfig) -> np.ndarray:

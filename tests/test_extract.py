@@ -29,13 +29,7 @@ SR = 16000
 CLIPS = ("vctk_p225_003.wav", "ljspeech_LJ001-0002.flac", "cmu_arctic_awb_arctic_a0007.wav")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny models are far faster on one thread than on two threads of a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

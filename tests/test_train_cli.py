@@ -22,12 +22,7 @@ from tiny_teachers import make_tiny_bert, make_tiny_hubert, make_tiny_wav2vec2_c
 REFERENCE = REPO / "tests" / "fixtures" / "reference"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

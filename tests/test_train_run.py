@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from dmcodec_cli.checkpoint import load_release
 from dmcodec_cli.errors import DmcodecError
@@ -18,13 +17,7 @@ from dmcodec_cli.training.run import train
 from test_train_support import make_corpus, tiny_config, write_features
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train ~3x faster on one thread than on two threads of a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,17 +18,16 @@ from typing import Iterator
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DmcodecError
 from .store import Entry, StoreMeta
 
 
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Journal:

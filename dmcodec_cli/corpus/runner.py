@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..codes import save_codes
 from ..errors import DmcodecError
 from ..model import DMCodec
@@ -139,11 +140,8 @@ def write_failures(path: Path, failures: list[Failure]) -> str | None:
     if not failures:
         path.unlink(missing_ok=True)
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     lines = ["id\tpath\treason"] + [f"{f.id}\t{f.path}\t{' '.join(f.reason.split())}" for f in failures]
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return str(path)
 
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import DmcodecError
 
 SPLITS = ("train", "valid")
@@ -70,13 +71,6 @@ def read_manifest(path: str | os.PathLike) -> list[Segment]:
 
 def write_manifest(path: str | os.PathLike, segments: list[Segment]) -> None:
     """Write segments as JSONL, atomically (temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for segment in segments:
-                f.write(json.dumps(asdict(segment), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for segment in segments:
+            f.write(json.dumps(asdict(segment), ensure_ascii=False) + "\n")

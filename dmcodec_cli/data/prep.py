@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 
 import soundfile as sf
 
+from ..atomic import write_text_atomic
 from ..audio import save_audio
 from ..errors import DmcodecError
 from .manifest import Segment, write_manifest
@@ -175,13 +176,9 @@ def prepare(utterances: Iterable[Utterance], out_dir: str | os.PathLike, options
 
 def _write_prep_json(out_dir: Path, options: PrepOptions, report: PrepReport | None) -> None:
     """The options of the run (written first, so an interrupted run resumes) and its report (None: unfinished)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "prep.json"
-    tmp = path.with_name(f".{path.name}.tmp")
     data = {"format": PREP_FORMAT, "format_version": 1, "sample_rate": SAMPLE_RATE, "options": asdict(options),
             "report": asdict(report) if report else None}
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(out_dir / "prep.json", json.dumps(data, indent=2) + "\n")
 
 
 def _cut_one(utt: Utterance, out_dir: Path, options: PrepOptions, valid: bool, report: PrepReport) -> list[Segment]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from .metrics import EXTRA_HINT, HIGHER_IS_BETTER, METRIC_RATE, METRICS
 from .report import LABELS
 
@@ -32,13 +33,8 @@ def _figure(width: float, height: float):
 
 def _save(figure, path: Path) -> None:
     """Write the PNG atomically (temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=80)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _log_mel(signal: np.ndarray) -> np.ndarray:

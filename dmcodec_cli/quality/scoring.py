@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..audio import AUDIO_EXTENSIONS, load_audio
 from ..errors import DmcodecError
 from . import plots
@@ -134,15 +134,9 @@ def _json_default(value):
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=_json_default, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, default=_json_default, allow_nan=False)
+        f.write("\n")
 
 
 @dataclass

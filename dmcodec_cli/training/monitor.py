@@ -8,15 +8,14 @@ from typing import Any
 
 from torch import Tensor
 
+from ..atomic import write_text_atomic
 
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop records after ``step`` (the lost tail of an interrupted run, before resuming from ``step``)."""
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(path: str | Path, split: str = "train") -> list[dict[str, Any]]:
