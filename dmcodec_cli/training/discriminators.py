@@ -35,6 +35,17 @@ def _channels(base: int, width: float, groups: int = 1) -> int:
     return max(groups, -(-wanted // groups) * groups)
 
 
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Leaky-ReLU conv layers then a score conv -> (scores [B, N], every layer's output as feature maps)."""
+    maps = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        maps.append(x)
+    x = post(x)
+    maps.append(x)
+    return x.flatten(1), maps
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN's DiscriminatorP: the waveform folded into [B, 1, L / p, p] and 2-D convolutions over time."""
 
@@ -53,13 +64,7 @@ class PeriodDiscriminator(nn.Module):
         if length % self.period:
             x = F.pad(x, (0, self.period - length % self.period), mode="reflect")
         x = x.view(b, c, -1, self.period)
-        maps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            maps.append(x)
-        x = self.post(x)
-        maps.append(x)
-        return x.flatten(1), maps
+        return _conv_stack(self.convs, self.post, x)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -81,13 +86,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = norm(nn.Conv1d(in_ch, 1, 3, 1, padding=1))
 
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        maps = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            maps.append(x)
-        x = self.post(x)
-        maps.append(x)
-        return x.flatten(1), maps
+        return _conv_stack(self.convs, self.post, x)
 
 
 class STFTDiscriminator(nn.Module):
