@@ -1,11 +1,12 @@
 """Corpus encoding throughput and peak memory: this engine vs a naive one-file-at-a-time loop.
 
-    .venv/bin/python benchmarks/corpus_throughput.py [--corpus-seconds 240] [--long-seconds 3600] [--threads 2]
+    .venv/bin/python benchmarks/corpus_throughput.py [--corpus-seconds 240] [--long-seconds 3600] [--threads 2] [--dtype bf16]
 
 Full-size DM-Codec config with random weights (speed does not depend on the weights). Each measurement
 runs in its own process so that its peak RSS is its own; printed as a table and as JSON (--json FILE).
   (a) engine: ``tokenize_corpus`` (DataLoader worker, length-sorted packed-LSTM batches, HDF5 store)
   (b) naive:  for each file: load_audio, model.encode at batch 1, save .npy
+With --dtype bf16 the engine computes in bf16 and the naive loop runs under bf16 autocast.
   (c) long:   one file of --long-seconds through the engine (windowed), for its peak RSS
 The corpus is real speech of 3-20 s from ../shared/data/train-mini (beside the repository) when present, else fixture clips.
 """
@@ -91,7 +92,7 @@ def peak_rss_mb() -> dict:
     return {"peak_rss_mb": round(own, 1), "peak_rss_workers_mb": round(children, 1)}
 
 
-def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: float) -> dict:
+def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: float, dtype: str) -> dict:
     """Runs in a child process: encode ``inputs`` (a folder) one way, report speed and memory."""
     import torch
 
@@ -108,23 +109,23 @@ def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: 
     start = time.perf_counter()
     if mode == "naive":
         seconds = 0.0
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bf16"):
             for item in items:
                 samples = load_audio(item.path, 16000).samples
                 codes = model.encode(torch.from_numpy(samples).view(1, 1, -1))[:, 0].numpy()
                 save_codes(out / f"{item.id}.npy", codes)
                 seconds += len(samples) / 16000
     else:
-        options = RunOptions(EngineOptions(batch_seconds=batch_seconds), workers=workers)
+        options = RunOptions(EngineOptions(batch_seconds=batch_seconds, dtype=dtype), workers=workers)
         seconds = tokenize_corpus(model, items, out / "corpus.h5", options).audio_seconds
     wall = time.perf_counter() - start
-    return {"mode": mode, "files": len(items), "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
+    return {"mode": mode, "dtype": dtype, "files": len(items), "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
             "x_real_time": round(seconds / wall, 2), **peak_rss_mb()}
 
 
 def run_child(mode: str, folder: Path, args) -> dict:
     command = [sys.executable, __file__, "--child", mode, "--inputs", str(folder), "--threads", str(args.threads),
-               "--workers", str(args.workers), "--batch-seconds", str(args.batch_seconds)]
+               "--workers", str(args.workers), "--batch-seconds", str(args.batch_seconds), "--dtype", args.dtype]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
@@ -138,19 +139,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-seconds", type=float, default=240.0)
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="arithmetic of both (a) and (b)")
     parser.add_argument("--modes", default="engine,naive,long")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.inputs, args.threads, args.workers, args.batch_seconds)))
+        print(json.dumps(measure(args.child, args.inputs, args.threads, args.workers, args.batch_seconds, args.dtype)))
         return
     results = []
     with tempfile.TemporaryDirectory(prefix="dmcodec-bench-") as tmp:
         corpus = Path(tmp) / "corpus"
         files = make_corpus(corpus, args.corpus_seconds)
-        print(f"corpus: {len(files)} files of 3-20 s; threads {args.threads}, workers {args.workers}, "
+        print(f"corpus: {len(files)} files of 3-20 s; {args.dtype}; threads {args.threads}, workers {args.workers}, "
               f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
         modes = args.modes.split(",")
         for mode in ("engine", "naive"):

@@ -11,6 +11,7 @@ from conftest import SPEECH
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.config import CodecConfig
 from dmcodec_cli.corpus.engine import BatchEncoder, EngineOptions
+from dmcodec_cli.corpus.time_major import length_buckets
 from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
 from dmcodec_cli.inference import encode_samples
 from dmcodec_cli.model import DMCodec
@@ -104,3 +105,13 @@ def test_single_file_encode_uses_the_engine_and_equals_the_model(small_model, si
     codes = encode_samples(small_model, long.numpy(), options=EngineOptions(windows=WindowPlan(1.0, 0.5, 0.0)))
     assert codes.shape == (8, -(-len(long) // 320))
     assert (torch.from_numpy(codes) == alone(small_model, long)).float().mean() >= 0.99
+
+
+def test_length_buckets_cover_every_index_once_with_bounded_padding():
+    lengths = [150, 1000, 260, 900, 20, 750, 1000, 1, 300, 500]
+    buckets = length_buckets(lengths, max_padding=0.25)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    for bucket in buckets:
+        longest = max(lengths[i] for i in bucket)
+        assert all(lengths[i] >= 0.75 * longest for i in bucket)
+    assert buckets[0] == [1, 6, 3, 5]  # longest first; 750 is exactly 75 % of 1000

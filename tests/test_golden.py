@@ -8,6 +8,8 @@ import torch
 
 from conftest import REFERENCE, golden
 from dmcodec_cli.checkpoint import load_checkpoint
+from dmcodec_cli.corpus.engine import BatchEncoder
+from dmcodec_cli.corpus.time_major import TimeMajorEncoder
 
 INPUTS = ["a", "b", "c", "len1", "len320", "len321", "len700"]
 TOL = dict(atol=1e-4, rtol=1e-4)
@@ -31,6 +33,20 @@ def test_encoder_codes_and_decode(model, tag):
     codes = model.encode(x)
     assert torch.equal(codes, golden(f"codes8_{tag}"))
     torch.testing.assert_close(model.decode(codes), golden(f"dec8_{tag}"), **TOL)
+
+
+@torch.inference_mode()
+def test_the_engines_time_major_arithmetic_gives_the_reference_codes_and_latents(model):
+    """The corpus engine (and single-file ``encode``) computes the encoder as time-major matrix products,
+    one LSTM batch for all inputs: same codes, latents within the golden tolerance."""
+    rows = [(tag, b) for tag in INPUTS for b in range(golden(f"x_{tag}").shape[0])]
+    signals = [golden(f"x_{tag}")[b, 0] for tag, b in rows]
+    for (tag, b), got in zip(rows, BatchEncoder(model).encode(signals)):
+        assert torch.equal(got, golden(f"codes8_{tag}")[:, b]), (tag, b)
+    encoder = TimeMajorEncoder(model.encoder)
+    feats = [encoder.front(s) for s in signals]
+    for (tag, b), feat, out in zip(rows, feats, encoder.lstm(feats)):
+        torch.testing.assert_close(encoder.finish(feat, out).t(), golden(f"enc_{tag}")[b], **TOL)
 
 
 @pytest.mark.parametrize("tag", INPUTS)
