@@ -11,10 +11,11 @@ from conftest import SPEECH
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.config import CodecConfig
 from dmcodec_cli.corpus.engine import BatchEncoder, EngineOptions
-from dmcodec_cli.corpus.time_major import length_buckets
+from dmcodec_cli.corpus.time_major import TimeMajorEncoder, length_buckets
 from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
 from dmcodec_cli.inference import encode_samples
 from dmcodec_cli.model import DMCodec
+from dmcodec_cli.registry import load_model
 
 # around the hop (320) and the strides' multiples, tiny, and up to 6 s
 LENGTHS = [1, 7, 100, 319, 320, 321, 639, 640, 641, 1000, 3333, 16000, 16001, 24321, 48000, 60001]
@@ -115,3 +116,18 @@ def test_length_buckets_cover_every_index_once_with_bounded_padding():
         longest = max(lengths[i] for i in bucket)
         assert all(lengths[i] >= 0.75 * longest for i in bucket)
     assert buckets[0] == [1, 6, 3, 5]  # longest first; 750 is exactly 75 % of 1000
+
+
+@torch.inference_mode()
+def test_a_trained_models_lstm_output_does_not_depend_on_the_batch():
+    """dmcodec-mini's LSTM (hidden size 256) is a size at which oneDNN rounds a batch of one differently
+    from larger batches (up to 1e-6, which flipped one code in 20,196 frames of real speech). The engine
+    runs a lone sequence beside a copy of itself, so every output is bit-identical in any batch."""
+    model = load_model("dmcodec-mini")
+    clips = [torch.from_numpy(load_audio(p, 16000).samples) for p in sorted(SPEECH.glob("*.flac"))]
+    encoder = TimeMajorEncoder(model.encoder)
+    feats = [encoder.front(c) for c in clips]
+    together = encoder.lstm(feats)
+    for feat, out in zip(feats, together):
+        assert torch.equal(encoder.lstm([feat])[0], out)
+    assert torch.equal(encoder.lstm(feats[2:4])[1], together[3])

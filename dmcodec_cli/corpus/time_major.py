@@ -139,11 +139,14 @@ class TimeMajorEncoder:
 
         Sequences of similar length share a right-padded batch (``length_buckets``). A forward LSTM
         never looks ahead, so the padding cannot reach the real frames; the backward direction runs over
-        each sequence reversed (then right-padded) and is reversed back.
+        each sequence reversed (then right-padded) and is reversed back. A lone sequence runs beside a
+        copy of itself: oneDNN's LSTM rounds a batch of one differently from larger batches at some sizes
+        (measured: hidden size 256, up to 1e-6, enough to flip a near-tie code), and identically for
+        every batch of two or more, whatever its length and neighbours.
         """
         outputs: list[Tensor] = [seqs[0]] * len(seqs)
         for bucket in length_buckets([len(s) for s in seqs]):
-            batch = [seqs[i] for i in bucket]
+            batch = [seqs[i] for i in bucket] * (2 if len(bucket) == 1 else 1)
             for directions in self.lstm_params:
                 halves = [_one_direction(batch, params, reverse=bool(d)) for d, params in enumerate(directions)]
                 batch = [torch.cat(pair, dim=-1) for pair in zip(*halves)] if len(halves) > 1 else halves[0]
