@@ -16,6 +16,7 @@ from ..errors import DmcodecError
 from ..inference import decode_codes, encode_samples
 from ..registry import load_model, pick_device
 from ..corpus.runner import is_store_path
+from ..corpus.windows import WindowPlan
 from .common import console, console_err, print_json
 from .corpus import CorpusArgs, decode_corpus, encode_corpus, info_store, wants_corpus
 
@@ -28,7 +29,7 @@ def check_n_q(n_q: Optional[int], available: int) -> Optional[int]:
     return n_q
 
 
-CORPUS = "Corpus (folder, manifest, -o X.h5 or -o DIR/)"
+CORPUS = "Engine and corpus (a folder, a manifest, -o X.h5 or -o DIR/ take the corpus path)"
 
 
 def encode(
@@ -45,13 +46,14 @@ def encode(
                                              "(default: all audio).", rich_help_panel=CORPUS),
     batch_seconds: float = typer.Option(240.0, help="Audio seconds per batch.", rich_help_panel=CORPUS),
     workers: int = typer.Option(1, help="Audio reading worker processes (0: none).", rich_help_panel=CORPUS),
-    whole_seconds: float = typer.Option(32.0, help="Inputs up to this long are encoded whole; longer ones "
+    whole_seconds: float = typer.Option(WindowPlan.whole_seconds, help="Inputs up to this long are encoded whole; longer ones "
                                         "in windows ...", rich_help_panel=CORPUS),
-    window_seconds: float = typer.Option(16.0, help="... keeping this many seconds each ...",
+    window_seconds: float = typer.Option(WindowPlan.window_seconds, help="... keeping this many seconds each ...",
                                          rich_help_panel=CORPUS),
-    context_seconds: float = typer.Option(4.0, help="... with this much context on each side.",
+    context_seconds: float = typer.Option(WindowPlan.context_seconds, help="... with this much context on each side.",
                                           rich_help_panel=CORPUS),
-    dtype: str = typer.Option("fp32", help="fp32, or bf16 / fp16 autocast (GPU; codes differ slightly).",
+    dtype: str = typer.Option("fp32", help="Encoder arithmetic: fp32 (reference codes), bf16 (faster on CPUs with "
+                              "AVX512-BF16 and on GPUs; 90-96 % of codes identical) or fp16 (GPUs).",
                               rich_help_panel=CORPUS),
     num_shards: int = typer.Option(1, help="Without torchrun: split the inputs into this many shares ...",
                                    rich_help_panel=CORPUS),
@@ -60,16 +62,17 @@ def encode(
     commit_every: int = typer.Option(256, help="Utterances per crash-safe commit.", rich_help_panel=CORPUS),
 ) -> None:
     """Encode an audio file into discrete codes, or a whole corpus into a code store."""
+    args = CorpusArgs(extensions, batch_seconds, workers, window_seconds, context_seconds, whole_seconds, dtype,
+                      num_shards, shard_index, commit_every)
     if wants_corpus(input, output):
-        args = CorpusArgs(extensions, batch_seconds, workers, window_seconds, context_seconds, whole_seconds, dtype,
-                          num_shards, shard_index, commit_every)
         encode_corpus(input, output, model, n_q, device, args, json_out)
         return
     output = Path(output)
+    options = args.run_options(None).engine  # validates the options before the model loads
     codec = load_model(model, pick_device(device))
     n_q = check_n_q(n_q, codec.n_q)
     audio = load_audio(input, codec.sample_rate)
-    codes = encode_samples(codec, audio.samples, n_q)
+    codes = encode_samples(codec, audio.samples, n_q, options)
     save_codes(output, codes)
     summary = {"input": str(input), "output": str(output), "n_q": int(codes.shape[0]), "frames": int(codes.shape[1]),
                "num_samples": len(audio.samples), "seconds": round(audio.duration, 3),

@@ -33,9 +33,9 @@ class CorpusArgs:
     extensions: Optional[str] = None
     batch_seconds: float = 240.0
     workers: int = 1
-    window_seconds: float = 16.0
-    context_seconds: float = 4.0
-    whole_seconds: float = 32.0
+    window_seconds: float = WindowPlan.window_seconds
+    context_seconds: float = WindowPlan.context_seconds
+    whole_seconds: float = WindowPlan.whole_seconds
     dtype: str = "fp32"
     num_shards: int = 1
     shard_index: int = 0

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
 from ..modules import LSTMBlock, PaddedConv1d, ResidualBlock, SEANetEncoder, conv_padding
 
@@ -148,8 +147,7 @@ class TimeMajorEncoder:
         for bucket in length_buckets([len(s) for s in seqs]):
             batch = [seqs[i] for i in bucket] * (2 if len(bucket) == 1 else 1)
             for directions in self.lstm_params:
-                halves = [_one_direction(batch, params, reverse=bool(d)) for d, params in enumerate(directions)]
-                batch = [torch.cat(pair, dim=-1) for pair in zip(*halves)] if len(halves) > 1 else halves[0]
+                batch = _one_layer(batch, directions)
             for i, out in zip(bucket, batch):
                 outputs[i] = out
         return outputs
@@ -177,11 +175,19 @@ def length_buckets(lengths: list[int], max_padding: float = 0.25) -> list[list[i
     return buckets
 
 
-def _one_direction(seqs: list[Tensor], params: list[Tensor], reverse: bool) -> list[Tensor]:
-    """One LSTM direction over sequences [T_i, C] -> [T_i, H], through one right-padded batch [T_max, B, C]."""
-    if reverse:
-        seqs = [s.flip(0) for s in seqs]
-    padded = pad_sequence(seqs)
-    h0 = padded.new_zeros(1, padded.shape[1], params[1].shape[1])
-    out = torch.lstm(padded, (h0, h0), params, True, 1, 0.0, False, False, False)[0]
-    return [out[: len(s), i].flip(0) if reverse else out[: len(s), i] for i, s in enumerate(seqs)]
+def _one_layer(seqs: list[Tensor], directions: list[list[Tensor]]) -> list[Tensor]:
+    """One LSTM layer over sequences [T_i, C] -> [T_i, H * len(directions)], through right-padded batches."""
+    hidden = directions[0][1].shape[1]
+    merged = [s.new_empty(len(s), hidden * len(directions)) for s in seqs]
+    for d, params in enumerate(directions):
+        reverse = d == 1
+        padded = seqs[0].new_zeros(max(len(s) for s in seqs), len(seqs), seqs[0].shape[1])
+        for i, s in enumerate(seqs):
+            padded[: len(s), i] = s.flip(0) if reverse else s
+        h0 = padded.new_zeros(1, len(seqs), hidden)
+        out = torch.lstm(padded, (h0, h0), params, True, 1, 0.0, False, False, False)[0]  # [T_max, B, H]
+        del padded
+        for i, s in enumerate(seqs):
+            piece = out[: len(s), i]
+            merged[i][:, d * hidden:(d + 1) * hidden] = piece.flip(0) if reverse else piece
+    return merged

@@ -21,8 +21,8 @@ class WindowPlan:
     Memory grows with the longest piece encoded at once: max(whole, window + 2 x context) seconds.
     """
 
-    window_seconds: float = 16.0
-    context_seconds: float = 4.0
+    window_seconds: float = 20.0
+    context_seconds: float = 2.0
     whole_seconds: float = 32.0
 
     def __post_init__(self) -> None:
