@@ -12,6 +12,7 @@ differ from the conv path only by float rounding (see docs/corpus.md for the mea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -99,7 +100,7 @@ class TimeMajorEncoder:
         layers = list(encoder.model)
         split = next(i for i, layer in enumerate(layers) if isinstance(layer, LSTMBlock))
         self.lstm_block: LSTMBlock = layers[split]
-        self.front_steps = [self._convert(layer, dtype) for layer in layers[:split]]
+        self.front_steps = self._convert_front(layers[:split], dtype)
         self.last = TimeMajorConv.of(layers[-1], dtype)
         lstm = self.lstm_block.lstm
         directions = ("", "_reverse") if lstm.bidirectional else ("",)
@@ -108,29 +109,28 @@ class TimeMajorEncoder:
                              for d in directions] for layer in range(lstm.num_layers)]
 
     @staticmethod
-    def _convert(layer, dtype):
-        if isinstance(layer, ResidualBlock):
-            convs = [c for c in layer.block if isinstance(c, PaddedConv1d)]
-            return TimeMajorResidual(TimeMajorConv.of(convs[0], dtype), TimeMajorConv.of(convs[1], dtype),
-                                     TimeMajorConv.of(layer.shortcut, dtype))
-        if isinstance(layer, PaddedConv1d):
-            return TimeMajorConv.of(layer, dtype)
-        if isinstance(layer, torch.nn.ELU):
-            return "elu"
-        raise TypeError(f"unexpected encoder layer {type(layer).__name__}")
+    def _convert_front(layers, dtype) -> list:
+        """The conv stack as callables [L, C] -> [L', C']; an ELU becomes its next conv's ``elu_first``."""
+        steps, elu_pending = [], False
+        for layer in layers:
+            if isinstance(layer, torch.nn.ELU):
+                elu_pending = True
+            elif isinstance(layer, ResidualBlock) and not elu_pending:  # an ELU only ever precedes a conv
+                convs = [c for c in layer.block if isinstance(c, PaddedConv1d)]
+                steps.append(TimeMajorResidual(TimeMajorConv.of(convs[0], dtype), TimeMajorConv.of(convs[1], dtype),
+                                               TimeMajorConv.of(layer.shortcut, dtype)))
+            elif isinstance(layer, PaddedConv1d):
+                steps.append(functools.partial(TimeMajorConv.of(layer, dtype), elu_first=elu_pending))
+                elu_pending = False
+            else:
+                raise TypeError(f"unexpected encoder layer {type(layer).__name__}")
+        return steps
 
     def front(self, signal: Tensor) -> Tensor:
         """signal [L] -> LSTM input [ceil(L / hop), C]."""
         x = signal.to(self.dtype)[:, None]
-        elu_pending = False
         for step in self.front_steps:
-            if step == "elu":
-                elu_pending = True
-            elif isinstance(step, TimeMajorConv):
-                x = step(x, elu_first=elu_pending)
-                elu_pending = False
-            else:
-                x = step(x)
+            x = step(x)
         return x
 
     def lstm(self, seqs: list[Tensor]) -> list[Tensor]:
