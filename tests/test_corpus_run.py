@@ -26,7 +26,9 @@ from dmcodec_cli.corpus import runner
 from dmcodec_cli.corpus.engine import EngineOptions
 from dmcodec_cli.corpus.inputs import collect_inputs
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
+from dmcodec_cli.inference import encode_samples
 from dmcodec_cli.corpus.store import CodeStore, StoreWriter
+from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.registry import load_model
 
@@ -39,6 +41,7 @@ CLIPS = {  # id -> fixture clip: short ones, two sample rates, nested folders
     "lj/LJ001-0002": "ljspeech_LJ001-0002.flac",
     "lj/LJ002-0020": "ljspeech_LJ002-0020.wav",
 }
+runner_read_audio = runner.read_audio
 SMALL = RunOptions(EngineOptions(batch_seconds=6.0), workers=0, commit_every=2)
 
 
@@ -86,6 +89,37 @@ def test_store_holds_every_clip_with_its_single_file_codes(reference, model):
                 alone = model.encode(samples.view(1, 1, -1))[:, 0].numpy()
             np.testing.assert_array_equal(store[name], alone)
         assert store.meta.model_fingerprint == model.fingerprint
+
+
+def test_a_long_input_comes_from_the_worker_window_by_window_with_its_single_file_codes(model, tmp_path):
+    """The process that encodes never holds a long input whole: the worker sends its windows one by one,
+    batched with other inputs' windows; the stitched codes equal single-file encoding with that plan."""
+    long = np.concatenate([load_audio(SPEECH / clip, 16000).samples for clip in CLIPS.values()])
+    root = tmp_path / "corpus"
+    root.mkdir()
+    sf.write(root / "long.wav", long, 16000, subtype="FLOAT")
+    sf.write(root / "long2.wav", long[::-1], 16000, subtype="FLOAT")
+    shutil.copy(SPEECH / CLIPS["lj/LJ001-0002"], root / "short.flac")
+    engine = EngineOptions(batch_seconds=6.0, windows=WindowPlan(2.0, 0.5, 3.0))
+    received = []
+
+    def spy(*args):
+        for entry in runner_read_audio(*args):
+            received.append(entry)
+            yield entry
+
+    with mock.patch.object(runner, "read_audio", spy):
+        summary = tokenize_corpus(model, collect_inputs(root), tmp_path / "c.h5", RunOptions(engine, workers=1))
+    assert summary.encoded == 3 and not summary.failures
+    windows = [e for e in received if e.part is not None]
+    assert len(windows) == 2 * len(plan_pieces(len(long), 320, 16000, engine.windows)) > 2
+    assert max(len(e.samples) for e in windows) <= engine.windows.piece_seconds * 16000
+    with CodeStore(tmp_path / "c.h5") as store:
+        for name, samples in (("long", long), ("long2", long[::-1].copy())):
+            np.testing.assert_array_equal(store[name], encode_samples(model, samples, options=engine))
+            assert store.num_samples[store.ids.index(name)] == len(samples)
+        short = load_audio(root / "short.flac", 16000).samples
+        np.testing.assert_array_equal(store["short"], encode_samples(model, short))
 
 
 def test_cli_store_resume_npy_tree_manifests(corpus, reference, capsys, tmp_path):

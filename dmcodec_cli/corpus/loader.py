@@ -3,71 +3,112 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..audio import load_audio
 from ..errors import DmcodecError
 from .inputs import Item
+from .windows import Piece
+
+
+@dataclass(frozen=True)
+class Part:
+    """Which window of a long input a ``Loaded`` holds: ``index`` of ``count``."""
+
+    piece: Piece
+    index: int
+    count: int
+    num_samples: int  #: the whole input's length at the model rate
 
 
 @dataclass
 class Loaded:
-    """An item after reading: samples [L] float32 at the model rate, or the reason it could not be read."""
+    """An item after reading: samples [L] float32 at the model rate (the whole input, or the window
+    ``part`` of it), or the reason it could not be read."""
 
     position: int  #: index in the list given to the loader
     item: Item
     samples: torch.Tensor | None
     error: str = ""
+    part: Part | None = None
+
+    @property
+    def num_samples(self) -> int:
+        """The whole input's length at the model rate."""
+        return self.part.num_samples if self.part else len(self.samples)
 
 
-class AudioItems(Dataset):
-    """Items -> (position, samples [L] float32 or empty, error message); errors are returned, not raised."""
+class AudioStream(IterableDataset):
+    """Items -> Loaded, read by each worker for its share (every ``num_workers``-th item).
 
-    def __init__(self, items: list[Item], sample_rate: int):
-        self.items, self.sample_rate = items, sample_rate
+    An input that ``cut`` splits into several pieces is sent piece by piece, so the process that
+    encodes holds a few windows of an hour-long input, never all of it. Errors are sent, not raised.
+    """
 
-    def __len__(self) -> int:
-        return len(self.items)
+    def __init__(self, items: list[Item], sample_rate: int, cut: Callable[[int], list[Piece]]):
+        self.items, self.sample_rate, self.cut = items, sample_rate, cut
 
-    def __getitem__(self, position: int) -> tuple[int, torch.Tensor, str]:
+    def __iter__(self) -> Iterator[Loaded]:
+        worker = get_worker_info()
+        share = range(worker.id, len(self.items), worker.num_workers) if worker else range(len(self.items))
+        for position in share:
+            yield from self._read(position)
+
+    def _read(self, position: int) -> Iterator[Loaded]:
         item = self.items[position]
         try:
-            samples = load_audio(item.path, self.sample_rate).samples
-            return position, torch.from_numpy(samples), ""
+            samples = torch.from_numpy(load_audio(item.path, self.sample_rate).samples)
         except DmcodecError as exc:
-            return position, torch.empty(0), str(exc)
+            yield Loaded(position, item, None, str(exc))
+            return
         except Exception as exc:  # a decoder crash on one file must not stop the corpus
-            return position, torch.empty(0), f"{item.path}: cannot read ({type(exc).__name__}: {exc})"
+            yield Loaded(position, item, None, f"{item.path}: cannot read ({type(exc).__name__}: {exc})")
+            return
+        pieces = self.cut(len(samples))
+        if len(pieces) == 1:
+            yield Loaded(position, item, samples)
+            return
+        for index, piece in enumerate(pieces):
+            window = samples[piece.start:piece.stop].clone()  # alone, so that only it is sent
+            yield Loaded(position, item, window, part=Part(piece, index, len(pieces), len(samples)))
 
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # the model's threads get the cores; decoding is cheap
 
 
-def read_audio(items: list[Item], sample_rate: int, workers: int = 1) -> Iterator[Loaded]:
-    """Loaded items in input order, decoded and resampled by ``workers`` processes (0: in this one)."""
-    loader = DataLoader(AudioItems(items, sample_rate), batch_size=None, shuffle=False, num_workers=workers,
+def read_audio(items: list[Item], sample_rate: int, cut: Callable[[int], list[Piece]],
+               workers: int = 1) -> Iterator[Loaded]:
+    """Loaded items (long ones as their pieces), decoded and resampled by ``workers`` processes (0: in
+    this one). Each worker keeps its items' order; workers take turns."""
+    loader = DataLoader(AudioStream(items, sample_rate, cut), batch_size=None, num_workers=workers,
                         worker_init_fn=_worker_init if workers else None,
                         prefetch_factor=8 if workers else None, persistent_workers=False)
-    for position, samples, error in loader:
-        yield Loaded(position, items[position], None if error else samples, error)
+    yield from loader
 
 
 def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: int) -> Iterator[list[Loaded]]:
     """Group readable items into batches of at most ``batch_samples`` (an item longer gets its own).
 
     Items are gathered into a pool of about ``pool_samples``; the pool is sorted by length and cut,
-    so a batch holds similar lengths (the packed LSTM runs as many steps as its longest item).
-    Unreadable items are passed on at once, as batches of one.
+    so that the batches of a pool are similar in length. Pieces of long inputs (all about the same
+    length) are batched as they come. Unreadable items are passed on at once, as batches of one.
     """
     pool: list[Loaded] = []
     pooled = 0
+    pieces: list[Loaded] = []
     for entry in loaded:
         if entry.samples is None:
             yield [entry]
+            continue
+        if entry.part is not None:
+            if pieces and sum(len(e.samples) for e in pieces) + len(entry.samples) > batch_samples:
+                yield pieces
+                pieces = []
+            pieces.append(entry)
             continue
         pool.append(entry)
         pooled += len(entry.samples)
@@ -75,6 +116,8 @@ def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: i
             yield from _cut(pool, batch_samples)
             pool, pooled = [], 0
     yield from _cut(pool, batch_samples)
+    if pieces:
+        yield pieces
 
 
 def _cut(pool: list[Loaded], batch_samples: int) -> Iterator[list[Loaded]]:

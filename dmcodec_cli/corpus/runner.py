@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .journal import Journal
 from .loader import Loaded, length_batches, read_audio
 from .progress import Quiet
 from .store import CodeStore, Entry, StoreMeta, StoreWriter
+from .windows import plan_pieces, stitch
 
 STORE_SUFFIXES = (".h5", ".hdf5")
 
@@ -157,26 +159,54 @@ def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[tuple[Load
     return [result for entry in batch for result in _encode_batch(encoder, [entry])]
 
 
+class _Windows:
+    """The kept codes of long inputs' pieces, as they come -> each input's codes once all have come."""
+
+    def __init__(self):
+        self.kept: dict[int, dict[int, torch.Tensor]] = {}
+        self.failed: set[int] = set()
+
+    def add(self, entry: Loaded, codes: torch.Tensor) -> torch.Tensor | None:
+        """codes [n_q, T] of one piece -> the whole input's [n_q, T_all] if this was its last piece."""
+        if entry.position in self.failed:
+            return None
+        part = entry.part
+        kept = self.kept.setdefault(entry.position, {})
+        kept[part.index] = codes[:, part.piece.keep_start:part.piece.keep_stop]
+        if len(kept) < part.count:
+            return None
+        del self.kept[entry.position]
+        return stitch([kept[i] for i in range(part.count)])
+
+    def fail(self, entry: Loaded) -> bool:
+        """Forget a failed input's pieces; True the first time (so that it is reported once)."""
+        self.kept.pop(entry.position, None)
+        first = entry.position not in self.failed
+        self.failed.add(entry.position)
+        return first
+
+
 def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, progress) -> tuple[int, float, list]:
     encoder = BatchEncoder(model, options.engine)
     rate = model.sample_rate
     batch_samples = int(options.engine.batch_seconds * rate)
+    cut = functools.partial(plan_pieces, hop=model.hop_length, sample_rate=rate, plan=options.engine.windows)
     encoded, seconds, failures = 0, 0.0, []
-    loaded = read_audio(todo, rate, options.workers)
+    windows = _Windows()
+    loaded = read_audio(todo, rate, cut, options.workers)
     for batch in length_batches(loaded, batch_samples, int(options.pool_factor * batch_samples)):
-        if batch[0].samples is None:
-            failures.append(Failure(batch[0].item.id, str(batch[0].item.path), batch[0].error))
-            progress.advance(1, 0.0, failed=1)
-            continue
-        for entry, result in _encode_batch(encoder, batch):
+        for entry, result in _encode_batch(encoder, batch) if batch[0].samples is not None else [(batch[0], batch[0].error)]:
             if isinstance(result, str):
-                failures.append(Failure(entry.item.id, str(entry.item.path), result))
-                progress.advance(1, 0.0, failed=1)
+                if entry.part is None or windows.fail(entry):
+                    failures.append(Failure(entry.item.id, str(entry.item.path), result))
+                    progress.advance(1, 0.0, failed=1)
                 continue
-            sink.add(Entry(entry.item.id, len(entry.samples), result.numpy()))
+            if entry.part is not None and (result := windows.add(entry, result)) is None:
+                continue
+            sink.add(Entry(entry.item.id, entry.num_samples, result.numpy()))
             encoded += 1
-            seconds += len(entry.samples) / rate
-            progress.advance(1, len(entry.samples) / rate)
+            seconds += entry.num_samples / rate
+            progress.advance(1, entry.num_samples / rate)
     sink.close()
     return encoded, seconds, failures
 
