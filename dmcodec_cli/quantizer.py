@@ -19,8 +19,10 @@ def nearest_code(x: Tensor, embed: Tensor) -> Tensor:
     near-ties resolve the same way; the first index wins a tie.
     """
     embed_t = embed.t()
-    score = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ embed_t + embed_t.pow(2).sum(0, keepdim=True))
-    return score.max(dim=-1).indices
+    # -(|x|^2 - 2 x.e + |e|^2) in place: (-2 x.e + |x|^2) + |e|^2 rounds exactly as the original's
+    # (|x|^2 - 2 x.e) + |e|^2 (negation is exact), and its first minimum is the original's first maximum
+    distance = torch.mm(x, embed_t).mul_(-2).add_(x.pow(2).sum(1, keepdim=True)).add_(embed_t.pow(2).sum(0, keepdim=True))
+    return distance.argmin(dim=-1)
 
 
 def sample_vectors(samples: Tensor, num: int, generator: torch.Generator | None = None) -> Tensor:

@@ -7,6 +7,17 @@ import torch
 from dmcodec_cli.quantizer import EuclideanCodebook, kmeans, nearest_code
 
 
+def test_nearest_code_equals_the_original_formula_on_near_ties():
+    """The in-place form must pick what the original's -(|x|^2 - 2 x.e + |e|^2).max() picks, bit for bit."""
+    torch.manual_seed(0)
+    embed = torch.randn(256, 64)
+    embed[100] = embed[3]  # an exact tie
+    x = torch.cat([torch.randn(2000, 64), embed[:64] + 1e-6 * torch.randn(64, 64), embed[:8]])
+    embed_t = embed.t()
+    original = -(x.pow(2).sum(1, keepdim=True) - 2 * x @ embed_t + embed_t.pow(2).sum(0, keepdim=True))
+    assert torch.equal(nearest_code(x, embed), original.max(dim=-1).indices)
+
+
 def test_nearest_code_takes_the_first_of_equal_scores():
     embed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     x = torch.tensor([[0.9, 0.1], [0.1, 0.9], [0.5, 0.5]])
