@@ -92,9 +92,11 @@ class TimeMajorResidual:
 class TimeMajorEncoder:
     """An ``SEANetEncoder``'s inference, split around its LSTM so that the LSTM can be batched.
 
-    ``front``: signal [L] -> LSTM input [T, C]; the LSTM runs elsewhere; ``finish``: LSTM input and
-    output -> latent [T, D]. Weights are copied once, in ``dtype``.
+    ``latents``: signals -> latents, through ``front`` (conv stack, per signal), the LSTM (batched) and
+    ``finish`` (skip connection, last conv, per signal). Weights are copied once, in ``dtype``.
     """
+
+    TILE_FRAMES = 100  #: frames per conv-stack tile (2 s): intermediates of a few MB
 
     def __init__(self, encoder: SEANetEncoder, dtype: torch.dtype = torch.float32):
         self.dtype = dtype
@@ -155,8 +157,6 @@ class TimeMajorEncoder:
             pieces.append(piece[start - lo:stop - lo])
             start = stop
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-
-    TILE_FRAMES = 100
 
     def _front_pass(self, signal: Tensor) -> Tensor:
         x = signal.to(self.dtype)[:, None]
