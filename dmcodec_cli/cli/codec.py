@@ -18,7 +18,7 @@ from ..registry import load_model, pick_device
 from ..corpus.runner import is_store_path
 from ..corpus.windows import WindowPlan
 from .common import console, console_err, print_json
-from .corpus import CorpusArgs, decode_corpus, encode_corpus, info_store, wants_corpus
+from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, wants_corpus
 
 MODEL_HELP = "Model: registered name, release directory, .pt / .safetensors checkpoint or Hugging Face id."
 
@@ -69,7 +69,7 @@ def encode(
         return
     output = Path(output)
     options = args.run_options(None).engine  # validates the options before the model loads
-    codec = load_model(model, pick_device(device))
+    codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
     audio = load_audio(input, codec.sample_rate)
     codes = encode_samples(codec, audio.samples, n_q, options)
