@@ -136,7 +136,7 @@ def test_slot_plan_places_every_sequence_without_overlap_in_balanced_streams():
 
 
 @torch.inference_mode()
-def test_a_trained_models_lstm_output_does_not_depend_on_the_batch():
+def test_a_trained_models_latents_do_not_depend_on_the_batch():
     """dmcodec-mini's LSTM (hidden size 256) is a size at which oneDNN rounds a batch of one differently
     from larger batches (up to 1e-6, which flipped one code in 20,196 frames of real speech). The engine
     never runs a batch of one, and resets each slot's state where a sequence starts, so every output is
@@ -144,8 +144,7 @@ def test_a_trained_models_lstm_output_does_not_depend_on_the_batch():
     model = load_model("dmcodec-mini")
     clips = [torch.from_numpy(load_audio(p, 16000).samples) for p in sorted(SPEECH.glob("*.flac"))]
     encoder = TimeMajorEncoder(model.encoder)
-    feats = [encoder.front(c) for c in clips]
-    together = encoder.lstm(feats)
-    for feat, out in zip(feats, together):
-        assert torch.equal(encoder.lstm([feat])[0], out)
-    assert torch.equal(encoder.lstm(feats[2:4])[1], together[3])
+    together = list(encoder.latents(clips))
+    for clip, latent in zip(clips, together):
+        assert torch.equal(next(encoder.latents([clip])), latent)
+    assert torch.equal(list(encoder.latents(clips[2:4]))[1], together[3])

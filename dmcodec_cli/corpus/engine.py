@@ -94,11 +94,14 @@ class _Glibc:
     """
 
     def __init__(self):
-        try:
-            self.libc = ctypes.CDLL("libc.so.6") if sys.platform.startswith("linux") else None
-            self.libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
-        except (OSError, AttributeError):
-            self.libc = None
+        self.libc = None
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
+                self.libc = libc
+            except (OSError, AttributeError):  # not glibc
+                pass
 
     def trim(self) -> None:
         if self.libc is not None:

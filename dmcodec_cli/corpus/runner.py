@@ -150,7 +150,10 @@ def write_failures(path: Path, failures: list[Failure]) -> str | None:
 # -- the run ---------------------------------------------------------------------------------------
 
 def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[tuple[Loaded, torch.Tensor | str]]:
-    """Codes for each item; if the batch fails (e.g. out of memory), items are retried one by one."""
+    """Codes for each item, or why it has none: unreadable, or failed alone (a failing batch, e.g. out of
+    memory, is retried one item at a time)."""
+    if batch[0].samples is None:  # unreadable items come as batches of one
+        return [(batch[0], batch[0].error)]
     try:
         return list(zip(batch, encoder.encode([e.samples for e in batch])))
     except (RuntimeError, ValueError) as exc:
@@ -195,7 +198,7 @@ def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, p
     windows = _Windows()
     loaded = read_audio(todo, rate, cut, options.workers)
     for batch in length_batches(loaded, batch_samples, int(options.pool_factor * batch_samples)):
-        for entry, result in _encode_batch(encoder, batch) if batch[0].samples is not None else [(batch[0], batch[0].error)]:
+        for entry, result in _encode_batch(encoder, batch):
             if isinstance(result, str):
                 if entry.part is None or windows.fail(entry):
                     failures.append(Failure(entry.item.id, str(entry.item.path), result))

@@ -177,11 +177,6 @@ class TimeMajorEncoder:
         for feat, out in zip(plan.unpack(feats), plan.unpack(lstm_out)):
             yield self.finish(feat, out)
 
-    def lstm(self, seqs: list[Tensor]) -> list[Tensor]:
-        """The block's LSTM over sequences [T_i, C] -> [T_i, C'], each bit-identical to running it alone."""
-        plan = SlotPlan.of([len(s) for s in seqs])
-        return plan.unpack(self._lstm_stream(plan, plan.pack(seqs, seqs[0].shape[1], seqs[0])))
-
     def _lstm_stream(self, plan: "SlotPlan", stream: Tensor) -> Tensor:
         """The LSTM over a packed stream [length, slots, C] -> [length, slots, C'].
 
