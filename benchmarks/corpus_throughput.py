@@ -7,7 +7,8 @@ runs in its own process so that its peak RSS is its own; printed as a table and 
   (a) engine: ``tokenize_corpus`` (DataLoader worker, length-sorted packed-LSTM batches, HDF5 store)
   (b) naive:  for each file: load_audio, model.encode at batch 1, save .npy
 With --dtype bf16 the engine computes in bf16 and the naive loop runs under bf16 autocast.
-  (c) long:   one file of --long-seconds through the engine (windowed), for its peak RSS
+  (c) long:   one file of --long-seconds through the corpus engine (windowed), for its peak RSS
+  (d) file:   the same file through single-file encoding (``encode_file``, as `dmcodec encode X.wav -o X.npy`)
 The corpus is real speech of 3-20 s from ../shared/data/train-mini (beside the repository) when present, else fixture clips.
 """
 
@@ -107,7 +108,14 @@ def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: 
     items = collect_inputs(inputs)
     out = Path(tempfile.mkdtemp(prefix=f"bench-{mode}-"))
     start = time.perf_counter()
-    if mode == "naive":
+    if mode == "file":
+        from dmcodec_cli.audio import AudioReader
+        from dmcodec_cli.inference import encode_file
+
+        with AudioReader(items[0].path, 16000) as reader:
+            save_codes(out / "file.npy", encode_file(model, reader, options=EngineOptions(dtype=dtype)))
+        seconds = reader.samples_read / 16000
+    elif mode == "naive":
         seconds = 0.0
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bf16"):
             for item in items:
@@ -140,7 +148,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-seconds", type=float, default=240.0)
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="arithmetic of both (a) and (b)")
-    parser.add_argument("--modes", default="engine,naive,long")
+    parser.add_argument("--modes", default="engine,naive,long,file")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
@@ -159,11 +167,14 @@ def main() -> None:
             if mode in modes:
                 results.append(run_child(mode, corpus, args))
                 print(json.dumps(results[-1]), flush=True)
-        if "long" in modes and args.long_seconds > 0:
+        long_modes = [m for m in ("long", "file") if m in modes and args.long_seconds > 0]
+        if long_modes:
             long_dir = Path(tmp) / "long"
             long_dir.mkdir()
             make_long_file(long_dir / "long.wav", args.long_seconds)
-            results.append({**run_child("engine", long_dir, args), "mode": f"long {args.long_seconds:g} s"})
+        for mode in long_modes:
+            child = "engine" if mode == "long" else mode
+            results.append({**run_child(child, long_dir, args), "mode": f"{mode} {args.long_seconds:g} s"})
             print(json.dumps(results[-1]), flush=True)
     print(f"\n{'mode':<14}{'audio s':>9}{'wall s':>9}{'x real time':>13}{'peak RSS MB':>13}{'workers MB':>12}")
     for r in results:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,17 +19,12 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 
 
 @dataclass
-class Audio:
-    """Mono audio at the model rate, with what was done to it on the way in."""
+class AudioFormat:
+    """Where mono audio at ``sample_rate`` came from: the file's rate and channels."""
 
-    samples: np.ndarray  #: [L] float32
     sample_rate: int
     source_rate: int
     source_channels: int
-
-    @property
-    def duration(self) -> float:
-        return len(self.samples) / self.sample_rate
 
     def describe(self) -> str:
         steps = []
@@ -36,6 +33,17 @@ class Audio:
         if self.source_rate != self.sample_rate:
             steps.append(f"resampled {self.source_rate} -> {self.sample_rate} Hz (soxr HQ)")
         return ", ".join(steps) or "used as is"
+
+
+@dataclass
+class Audio(AudioFormat):
+    """Mono audio at the model rate, with what was done to it on the way in."""
+
+    samples: np.ndarray  #: [L] float32
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
 
 
 def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
@@ -53,22 +61,84 @@ def validate_samples(samples: np.ndarray, path: str | os.PathLike) -> None:
         raise DmcodecError(f"{path}: the audio has NaN or infinite samples; fix or re-export the file")
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int) -> Audio:
-    """Read an audio file as mono float32 at ``sample_rate``. Raises DmcodecError on any bad input."""
-    path = Path(path)
-    if not path.is_file():
-        raise DmcodecError(f"{path}: no such file")
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Decoder and file-system errors -> DmcodecError naming the file."""
     try:
-        data, source_rate = sf.read(path, dtype="float32", always_2d=True)
+        yield
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DmcodecError(f"{path}: not a readable audio file ({reason})") from None
     except OSError as exc:
         raise DmcodecError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    validate_samples(data, path)
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    samples = np.ascontiguousarray(resample(mono, source_rate, sample_rate), dtype=np.float32)
-    return Audio(samples, sample_rate, source_rate, data.shape[1])
+
+
+class AudioReader:
+    """An open audio file, read as mono float32 at ``sample_rate``: whole (``read``) or block by block
+    (``blocks``). Raises DmcodecError for any bad input, on opening or while reading. A context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DmcodecError(f"{self.path}: no such file")
+        with _reading(self.path):
+            self.file = sf.SoundFile(self.path)
+        self.format = AudioFormat(sample_rate, self.file.samplerate, self.file.channels)
+        self.samples_read = 0  #: at ``sample_rate``, so far
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+    def read(self) -> Audio:
+        """The whole file."""
+        data = self._next(-1)
+        validate_samples(data, self.path)
+        samples = np.ascontiguousarray(resample(_mono(data), self.format.source_rate, self.format.sample_rate),
+                                       dtype=np.float32)
+        self.samples_read += len(samples)
+        return Audio(**vars(self.format), samples=samples)
+
+    def blocks(self, seconds: float = 10.0) -> Iterator[np.ndarray]:
+        """The file from where it stands, as consecutive blocks [l] of about ``seconds``.
+
+        Joined, the blocks equal ``read().samples`` bit for bit (soxr's stream resampler computes what
+        its one-shot resampler does; tested), so a long file need never be held whole.
+        """
+        source_rate, rate = self.format.source_rate, self.format.sample_rate
+        stream = soxr.ResampleStream(source_rate, rate, 1, dtype="float32", quality="HQ") if source_rate != rate else None
+        frames = max(1, int(seconds * source_rate))
+        while True:
+            data = self._next(frames)
+            if not np.isfinite(data).all():
+                validate_samples(data, self.path)
+            last = len(data) < frames
+            block = _mono(data) if stream is None else stream.resample_chunk(_mono(data), last=last)
+            self.samples_read += len(block)
+            if len(block):
+                yield block
+            if last:
+                break
+        if self.samples_read == 0:
+            validate_samples(np.zeros(0, np.float32), self.path)
+
+    def _next(self, frames: int) -> np.ndarray:
+        with _reading(self.path):
+            return self.file.read(frames, dtype="float32", always_2d=True)
+
+
+def _mono(data: np.ndarray) -> np.ndarray:
+    """[L, C] -> [L]: the mean of the channels."""
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> Audio:
+    """Read an audio file as mono float32 at ``sample_rate``. Raises DmcodecError on any bad input."""
+    with AudioReader(path, sample_rate) as reader:
+        return reader.read()
 
 
 def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:

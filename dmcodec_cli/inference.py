@@ -1,7 +1,8 @@
 """Encoding and decoding of single signals with a loaded model (numpy in, numpy out).
 
 Encoding goes through the corpus engine, so a long signal is encoded in windows with bounded memory;
-up to ``WindowPlan().whole_seconds`` (32 s) it is the model's own whole-input encoding.
+up to ``WindowPlan().whole_seconds`` (32 s) it is the model's own whole-input encoding. ``encode_file``
+reads a file block by block as well: an hour-long input is never held whole.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from .corpus.engine import EngineOptions, encode_signal
+from .audio import AudioReader
+from .corpus.engine import BatchEncoder, EngineOptions
+from .corpus.windows import stitch, stream_pieces
 from .model import DMCodec
 
 
@@ -19,15 +22,27 @@ def model_device(model: DMCodec) -> torch.device:
     return model.quantizer.vq.layers[0]._codebook.embed.device
 
 
-@torch.inference_mode()
+def _engine(model: DMCodec, n_q: int | None, options: EngineOptions | None) -> BatchEncoder:
+    options = options or EngineOptions()
+    return BatchEncoder(model, dataclasses.replace(options, n_q=n_q) if n_q is not None else options)
+
+
 def encode_samples(model: DMCodec, samples: np.ndarray, n_q: int | None = None,
                    options: EngineOptions | None = None) -> np.ndarray:
     """Mono samples [L] at the model rate -> codes [n_q, ceil(L / hop)] int64."""
-    options = options or EngineOptions()
-    if n_q is not None:
-        options = dataclasses.replace(options, n_q=n_q)
     audio = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    return encode_signal(model, audio, options).numpy()
+    return _engine(model, n_q, options).encode([audio])[0].numpy()
+
+
+def encode_file(model: DMCodec, reader: AudioReader, n_q: int | None = None,
+                options: EngineOptions | None = None) -> np.ndarray:
+    """An open audio file -> codes [n_q, ceil(L / hop)] int64, the same as ``encode_samples`` of its samples.
+
+    The file is read in blocks and its windows are encoded as they fill, so memory does not grow with it.
+    """
+    engine = _engine(model, n_q, options)
+    windows = stream_pieces(reader.blocks(), model.hop_length, model.sample_rate, engine.options.windows)
+    return stitch(list(engine.encode_pieces((p, torch.from_numpy(w)) for p, w, _ in windows))).numpy()
 
 
 @torch.inference_mode()

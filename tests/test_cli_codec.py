@@ -100,10 +100,12 @@ def bad_audio_cases(tmp_path):
         "empty": (write_wav(tmp_path / "empty.wav", []), "empty"),
         "nan": (write_wav(tmp_path / "nan.wav", [0.1, np.nan, 0.2] * 100, "FLOAT"), "NaN or infinite"),
         "inf": (write_wav(tmp_path / "inf.wav", [0.1, np.inf, 0.2] * 100, "FLOAT"), "NaN or infinite"),
+        # found after the first windows (24 s) were encoded: still no output
+        "nan at 40 s": (write_wav(tmp_path / "late.wav", [0.1] * 640_000 + [np.nan], "FLOAT"), "NaN or infinite"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "not audio", "empty", "nan", "inf"])
+@pytest.mark.parametrize("case", ["missing", "not audio", "empty", "nan", "inf", "nan at 40 s"])
 def test_bad_audio_is_one_clear_line(tmp_path, capsys, case):
     path, message = bad_audio_cases(tmp_path)[case]
     out = tmp_path / "codes.npy"

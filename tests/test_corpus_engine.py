@@ -3,17 +3,20 @@ windowed encoding of long signals agrees with whole-input encoding."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from conftest import SPEECH
-from dmcodec_cli.audio import load_audio
+from dmcodec_cli.audio import AudioReader, load_audio
 from dmcodec_cli.config import CodecConfig
 from dmcodec_cli.corpus.engine import BatchEncoder, EngineOptions
 from dmcodec_cli.corpus.time_major import SlotPlan, TimeMajorEncoder
-from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
-from dmcodec_cli.inference import encode_samples
+from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces, stream_pieces
+from dmcodec_cli.inference import encode_file, encode_samples
 from dmcodec_cli.model import DMCodec
 from dmcodec_cli.registry import load_model
 
@@ -81,6 +84,43 @@ def test_windows_tile_the_signal_on_frame_boundaries():
         assert kept == list(range(-(-length // 320)))  # every frame once, in order
     assert len(plan_pieces(16000 * 3 // 2, 320, 16000, plan)) == 1  # up to whole_seconds: whole
     assert len(plan_pieces(16000 * 3 // 2 + 1, 320, 16000, plan)) == 2
+
+
+def test_streamed_pieces_are_the_planned_ones_however_the_blocks_fall():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        plan = WindowPlan(*(float(rng.choice(c)) for c in ([0.3, 1.0, 2.0], [0.0, 0.1, 0.5], [0.0, 0.5, 3.0])))
+        signal = rng.standard_normal(int(rng.integers(1, 16000 * 8))).astype(np.float32)
+        blocks = np.split(signal, np.sort(rng.integers(0, len(signal), int(rng.integers(0, 8)))))
+        streamed = list(stream_pieces(iter(blocks), 320, 16000, plan))
+        planned = plan_pieces(len(signal), 320, 16000, plan)
+        assert [piece for piece, _, _ in streamed] == planned, plan
+        assert [last for _, _, last in streamed] == [False] * (len(planned) - 1) + [True]
+        for piece, samples, _ in streamed:
+            np.testing.assert_array_equal(samples, signal[piece.start:piece.stop])
+
+
+def test_a_file_is_encoded_window_by_window_as_it_is_read(small_model, tmp_path):
+    """``encode_file`` equals ``encode_samples`` of the whole file (here resampled from 22.05 kHz stereo),
+    and its first windows are encoded before the file has been read to the end."""
+    speech = torch.cat([torch.from_numpy(load_audio(p, 22050).samples) for p in sorted(SPEECH.glob("*.flac"))[:4]])
+    sf.write(tmp_path / "long.flac", torch.stack([speech, 0.5 * speech], 1).numpy(), 22050)
+    options = EngineOptions(batch_seconds=3.0, windows=WindowPlan(1.0, 0.5, 0.0))
+    read_when_encoded = []
+    with AudioReader(tmp_path / "long.flac", 16000) as reader:
+        encode_group = BatchEncoder._encode_group
+
+        def spy(engine, signals):
+            read_when_encoded.append(reader.samples_read)
+            return encode_group(engine, signals)
+
+        with mock.patch.object(BatchEncoder, "_encode_group", spy):
+            codes = encode_file(small_model, reader, options=options)
+        total = reader.samples_read
+    samples = load_audio(tmp_path / "long.flac", 16000).samples
+    assert total == len(samples) > 16000 * 20
+    np.testing.assert_array_equal(codes, encode_samples(small_model, samples, options=options))
+    assert len(read_when_encoded) > 5 and read_when_encoded[0] < total / 4
 
 
 def test_windowed_codes_agree_with_whole_input_on_a_real_20_s_clip(small_model):

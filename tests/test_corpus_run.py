@@ -91,14 +91,17 @@ def test_store_holds_every_clip_with_its_single_file_codes(reference, model):
         assert store.meta.model_fingerprint == model.fingerprint
 
 
-def test_a_long_input_comes_from_the_worker_window_by_window_with_its_single_file_codes(model, tmp_path):
-    """The process that encodes never holds a long input whole: the worker sends its windows one by one,
-    batched with other inputs' windows; the stitched codes equal single-file encoding with that plan."""
+def test_long_inputs_come_from_the_worker_window_by_window_with_their_single_file_codes(model, tmp_path):
+    """The worker reads a long input block by block and sends its windows as they fill, batched with
+    other inputs' windows; no process holds it whole. The stitched codes equal single-file encoding with
+    that plan, also for a resampled stereo input; an input that turns bad after some windows were sent
+    is reported and left out, whole."""
     long = np.concatenate([load_audio(SPEECH / clip, 16000).samples for clip in CLIPS.values()])
     root = tmp_path / "corpus"
     root.mkdir()
     sf.write(root / "long.wav", long, 16000, subtype="FLOAT")
-    sf.write(root / "long2.wav", long[::-1], 16000, subtype="FLOAT")
+    sf.write(root / "stereo.flac", np.stack([long[::-1], 0.5 * long], 1), 22050)
+    sf.write(root / "turns_bad.wav", np.append(long, np.nan), 16000, subtype="FLOAT")
     shutil.copy(SPEECH / CLIPS["lj/LJ001-0002"], root / "short.flac")
     engine = EngineOptions(batch_seconds=6.0, windows=WindowPlan(2.0, 0.5, 3.0))
     received = []
@@ -110,16 +113,19 @@ def test_a_long_input_comes_from_the_worker_window_by_window_with_its_single_fil
 
     with mock.patch.object(runner, "read_audio", spy):
         summary = tokenize_corpus(model, collect_inputs(root), tmp_path / "c.h5", RunOptions(engine, workers=1))
-    assert summary.encoded == 3 and not summary.failures
-    windows = [e for e in received if e.part is not None]
-    assert len(windows) == 2 * len(plan_pieces(len(long), 320, 16000, engine.windows)) > 2
+    assert summary.encoded == 3
+    assert [(f.id, "NaN" in f.reason) for f in summary.failures] == [("turns_bad", True)]
+    windows = [e for e in received if e.part is not None and e.samples is not None]
+    long_windows = len(plan_pieces(len(long), 320, 16000, engine.windows))
+    assert sum(e.item.id == "long" for e in windows) == long_windows > 2
+    assert sum(e.item.id == "turns_bad" for e in windows) >= 2  # sent before the NaN was read
     assert max(len(e.samples) for e in windows) <= engine.windows.piece_seconds * 16000
     with CodeStore(tmp_path / "c.h5") as store:
-        for name, samples in (("long", long), ("long2", long[::-1].copy())):
+        assert store.ids == ["long", "short", "stereo"]
+        for name in ("long", "stereo", "short"):
+            samples = load_audio(next(root.glob(name + ".*")), 16000).samples
             np.testing.assert_array_equal(store[name], encode_samples(model, samples, options=engine))
             assert store.num_samples[store.ids.index(name)] == len(samples)
-        short = load_audio(root / "short.flac", 16000).samples
-        np.testing.assert_array_equal(store["short"], encode_samples(model, short))
 
 
 def test_cli_store_resume_npy_tree_manifests(corpus, reference, capsys, tmp_path):

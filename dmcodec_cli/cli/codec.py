@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..audio import load_audio, save_audio
+from ..audio import AudioReader, save_audio
 from ..checkpoint import load_checkpoint, save_release
 from ..codes import load_codes, save_codes
 from ..config import CodecConfig
 from ..errors import DmcodecError
-from ..inference import decode_codes, encode_samples
+from ..inference import decode_codes, encode_file
 from ..registry import load_model, pick_device
 from ..corpus.runner import is_store_path
 from ..corpus.windows import WindowPlan
@@ -71,18 +71,19 @@ def encode(
     options = args.run_options(None).engine  # validates the options before the model loads
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
-    audio = load_audio(input, codec.sample_rate)
-    codes = encode_samples(codec, audio.samples, n_q, options)
+    with AudioReader(input, codec.sample_rate) as reader:
+        codes = encode_file(codec, reader, n_q, options)
     save_codes(output, codes)
+    audio, seconds = reader.format, reader.samples_read / codec.sample_rate
     summary = {"input": str(input), "output": str(output), "n_q": int(codes.shape[0]), "frames": int(codes.shape[1]),
-               "num_samples": len(audio.samples), "seconds": round(audio.duration, 3),
+               "num_samples": reader.samples_read, "seconds": round(seconds, 3),
                "source_sample_rate": audio.source_rate, "audio": audio.describe(), "model": codec.fingerprint}
     if json_out:
         print_json(summary)
         return
     if verbose:
         console_err.print(f"{input}: {audio.source_rate} Hz, {audio.source_channels} channel(s); {audio.describe()}")
-    console.print(f"{input} -> {output}: {codes.shape[0]} x {codes.shape[1]} codes ({audio.duration:.2f} s)")
+    console.print(f"{input} -> {output}: {codes.shape[0]} x {codes.shape[1]} codes ({seconds:.2f} s)")
 
 
 def decode(

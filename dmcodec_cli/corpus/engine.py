@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from ..model import DMCodec
 from .time_major import TimeMajorEncoder
-from .windows import WindowPlan, plan_pieces, stitch
+from .windows import Piece, WindowPlan, plan_pieces, stitch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -53,27 +54,35 @@ class BatchEncoder:
     def encode(self, signals: list[Tensor]) -> list[Tensor]:
         """signals: list of float32 [L_i] -> list of codes [n_q, ceil(L_i / hop)] int64 on the CPU.
 
-        Signals longer than ``options.windows.whole_seconds`` are cut into overlapping windows; the
-        pieces are encoded in groups of at most ``batch_seconds`` of audio, which bounds memory.
+        Signals longer than ``options.windows.whole_seconds`` are cut into overlapping windows.
         """
-        hop, rate = self.model.hop_length, self.model.sample_rate
-        plans = [plan_pieces(len(s), hop, rate, self.options.windows) for s in signals]
-        pieces = [(i, piece) for i, plan in enumerate(plans) for piece in plan]
-        results: dict[int, list[Tensor]] = {i: [] for i in range(len(signals))}
-        budget = max(1, int(self.options.batch_seconds * rate))
-        group: list[tuple[int, object]] = []
-        for item in pieces + [None]:
-            full = group and (item is None or sum(p.num_samples for _, p in group) + item[1].num_samples > budget)
-            if full:
-                codes = self._encode_group([signals[i][p.start:p.stop] for i, p in group])
-                for (i, p), c in zip(group, codes):
-                    results[i].append(c[:, p.keep_start:p.keep_stop])
+        plans = [plan_pieces(len(s), self.model.hop_length, self.model.sample_rate, self.options.windows)
+                 for s in signals]
+        kept = self.encode_pieces((p, s[p.start:p.stop]) for s, plan in zip(signals, plans) for p in plan)
+        return [stitch([next(kept) for _ in plan]) for plan in plans]
+
+    @torch.inference_mode()
+    def encode_pieces(self, pieces: Iterable[tuple[Piece, Tensor]]) -> Iterator[Tensor]:
+        """(piece, its samples [piece.num_samples]) -> its kept codes [n_q, keep_stop - keep_start], in order.
+
+        Pieces are taken as they come and encoded in groups of at most ``batch_seconds`` of audio,
+        which bounds memory: a stream of windows of an hour-long input is never held whole.
+        """
+        budget = max(1, int(self.options.batch_seconds * self.model.sample_rate))
+        group: list[tuple[Piece, Tensor]] = []
+        for piece, samples in pieces:
+            if group and sum(len(s) for _, s in group) + len(samples) > budget:
+                yield from self._encode_kept(group)
                 group = []
-            if item is not None:
-                group.append(item)
-        return [stitch(results[i]) for i in range(len(signals))]
+            group.append((piece, samples))
+        if group:
+            yield from self._encode_kept(group)
 
     # -- internals -----------------------------------------------------------------------------
+    def _encode_kept(self, group: list[tuple[Piece, Tensor]]) -> Iterator[Tensor]:
+        codes = self._encode_group([samples for _, samples in group])
+        return (c[:, p.keep_start:p.keep_stop] for (p, _), c in zip(group, codes))
+
     def _encode_group(self, signals: list[Tensor]) -> list[Tensor]:
         """Pieces [L_i] (each encoded whole) -> codes [n_q, T_i] on the CPU."""
         latents = self.encoder.latents([s.to(self.device) for s in signals])
@@ -107,7 +116,3 @@ class _Glibc:
         if self.libc is not None:
             self.libc.malloc_trim(0)
 
-
-def encode_signal(model: DMCodec, samples: Tensor, options: EngineOptions = EngineOptions()) -> Tensor:
-    """One signal [L] -> codes [n_q, ceil(L / hop)] int64 (windowed when long), through the engine."""
-    return BatchEncoder(model, options).encode([samples])[0]

@@ -5,23 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from ..audio import load_audio
+from ..audio import AudioReader
 from ..errors import DmcodecError
 from .inputs import Item
 from .windows import Piece
 
+Cut = Callable[[Iterator[np.ndarray]], Iterator[tuple[Piece, np.ndarray, bool]]]
+"""An input's blocks -> its pieces: (piece, samples, whether last); ``windows.stream_pieces``."""
+
 
 @dataclass(frozen=True)
 class Part:
-    """Which window of a long input a ``Loaded`` holds: ``index`` of ``count``."""
+    """Which window of a long input a ``Loaded`` holds: the ``index``-th, and whether it is the ``last``."""
 
     piece: Piece
     index: int
-    count: int
-    num_samples: int  #: the whole input's length at the model rate
+    last: bool
 
 
 @dataclass
@@ -37,18 +40,19 @@ class Loaded:
 
     @property
     def num_samples(self) -> int:
-        """The whole input's length at the model rate."""
-        return self.part.num_samples if self.part else len(self.samples)
+        """The whole input's length at the model rate (known for a whole input or its last window)."""
+        return self.part.piece.stop if self.part else len(self.samples)
 
 
 class AudioStream(IterableDataset):
     """Items -> Loaded, read by each worker for its share (every ``num_workers``-th item).
 
-    An input that ``cut`` splits into several pieces is sent piece by piece, so the process that
-    encodes holds a few windows of an hour-long input, never all of it. Errors are sent, not raised.
+    Each input is read block by block and ``cut`` into pieces (``windows.stream_pieces``); an input of
+    several pieces is sent piece by piece as they fill, so no process holds an hour-long input whole.
+    Errors are sent, not raised.
     """
 
-    def __init__(self, items: list[Item], sample_rate: int, cut: Callable[[int], list[Piece]]):
+    def __init__(self, items: list[Item], sample_rate: int, cut: Cut):
         self.items, self.sample_rate, self.cut = items, sample_rate, cut
 
     def __iter__(self) -> Iterator[Loaded]:
@@ -58,30 +62,23 @@ class AudioStream(IterableDataset):
             yield from self._read(position)
 
     def _read(self, position: int) -> Iterator[Loaded]:
-        item = self.items[position]
+        item, part = self.items[position], None
         try:
-            samples = torch.from_numpy(load_audio(item.path, self.sample_rate).samples)
+            with AudioReader(item.path, self.sample_rate) as reader:
+                for index, (piece, samples, last) in enumerate(self.cut(reader.blocks())):
+                    part = None if index == 0 and last else Part(piece, index, last)
+                    yield Loaded(position, item, torch.from_numpy(samples), part=part)
         except DmcodecError as exc:
-            yield Loaded(position, item, None, str(exc))
-            return
+            yield Loaded(position, item, None, str(exc), part)
         except Exception as exc:  # a decoder crash on one file must not stop the corpus
-            yield Loaded(position, item, None, f"{item.path}: cannot read ({type(exc).__name__}: {exc})")
-            return
-        pieces = self.cut(len(samples))
-        if len(pieces) == 1:
-            yield Loaded(position, item, samples)
-            return
-        for index, piece in enumerate(pieces):
-            window = samples[piece.start:piece.stop].clone()  # alone, so that only it is sent
-            yield Loaded(position, item, window, part=Part(piece, index, len(pieces), len(samples)))
+            yield Loaded(position, item, None, f"{item.path}: cannot read ({type(exc).__name__}: {exc})", part)
 
 
 def _worker_init(_: int) -> None:
     torch.set_num_threads(1)  # the model's threads get the cores; decoding is cheap
 
 
-def read_audio(items: list[Item], sample_rate: int, cut: Callable[[int], list[Piece]],
-               workers: int = 1) -> Iterator[Loaded]:
+def read_audio(items: list[Item], sample_rate: int, cut: Cut, workers: int = 1) -> Iterator[Loaded]:
     """Loaded items (long ones as their pieces), decoded and resampled by ``workers`` processes (0: in
     this one). Each worker keeps its items' order; workers take turns."""
     loader = DataLoader(AudioStream(items, sample_rate, cut), batch_size=None, num_workers=workers,

@@ -21,7 +21,7 @@ from .journal import Journal
 from .loader import Loaded, length_batches, read_audio
 from .progress import Quiet
 from .store import CodeStore, Entry, StoreMeta, StoreWriter
-from .windows import plan_pieces, stitch
+from .windows import stitch, stream_pieces
 
 STORE_SUFFIXES = (".h5", ".hdf5")
 
@@ -176,10 +176,10 @@ class _Windows:
         part = entry.part
         kept = self.kept.setdefault(entry.position, {})
         kept[part.index] = codes[:, part.piece.keep_start:part.piece.keep_stop]
-        if len(kept) < part.count:
+        if not part.last:
             return None
         del self.kept[entry.position]
-        return stitch([kept[i] for i in range(part.count)])
+        return stitch([kept[i] for i in range(part.index + 1)])
 
     def fail(self, entry: Loaded) -> bool:
         """Forget a failed input's pieces; True the first time (so that it is reported once)."""
@@ -193,7 +193,7 @@ def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, p
     encoder = BatchEncoder(model, options.engine)
     rate = model.sample_rate
     batch_samples = int(options.engine.batch_seconds * rate)
-    cut = functools.partial(plan_pieces, hop=model.hop_length, sample_rate=rate, plan=options.engine.windows)
+    cut = functools.partial(stream_pieces, hop=model.hop_length, sample_rate=rate, plan=options.engine.windows)
     encoded, seconds, failures = 0, 0.0, []
     windows = _Windows()
     loaded = read_audio(todo, rate, cut, options.workers)

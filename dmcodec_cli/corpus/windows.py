@@ -7,8 +7,10 @@ the conv stack and the BiLSTM then see (almost) what they would see in the whole
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,16 +53,54 @@ class Piece:
 def plan_pieces(num_samples: int, hop: int, sample_rate: int, plan: WindowPlan) -> list[Piece]:
     """The pieces that cover a signal of ``num_samples``: one whole piece when it is short enough."""
     total = -(-num_samples // hop)
-    if num_samples <= max(plan.whole_seconds, plan.piece_seconds) * sample_rate:
+    if num_samples <= _whole_samples(sample_rate, plan):
         return [Piece(0, num_samples, 0, total)]
-    core = max(1, int(plan.window_seconds * sample_rate) // hop)
-    context = int(plan.context_seconds * sample_rate) // hop
-    pieces = []
-    for first in range(0, total, core):
-        last = min(first + core, total)
-        begin, end = max(0, first - context), min(total, last + context)
-        pieces.append(Piece(begin * hop, min(end * hop, num_samples), first - begin, last - begin))
-    return pieces
+    core, context = _frames(hop, sample_rate, plan)
+    return [_window(first, core, context, hop, num_samples) for first in range(0, total, core)]
+
+
+def stream_pieces(blocks: Iterable[np.ndarray], hop: int, sample_rate: int,
+                  plan: WindowPlan) -> Iterator[tuple[Piece, np.ndarray, bool]]:
+    """A signal's consecutive blocks [l_i] -> its pieces as ``plan_pieces`` cuts them: (piece, its own
+    copy of the samples [piece.num_samples], whether it is the last).
+
+    A window is given as soon as one sample past its end has come (the signal then goes on, so it is
+    not the last and its bounds do not depend on the final length); only about one window of samples
+    and one block are held, however long the signal.
+    """
+    whole = _whole_samples(sample_rate, plan)
+    core, context = _frames(hop, sample_rate, plan)
+    buffer, offset, first = np.zeros(0, np.float32), 0, 0  # buffer holds samples [offset, offset + len)
+    for block in blocks:
+        buffer = np.concatenate([buffer, block]) if len(buffer) else block
+        received = offset + len(buffer)
+        while received > whole and received > (first + core + context) * hop:
+            piece = _window(first, core, context, hop, received)
+            yield piece, buffer[piece.start - offset:piece.stop - offset].copy(), False
+            first += core
+            drop = max(0, first - context) * hop - offset
+            buffer, offset = buffer[drop:], offset + drop
+    pieces = plan_pieces(offset + len(buffer), hop, sample_rate, plan)
+    rest = [p for p in pieces if p.start // hop + p.keep_start >= first]
+    for piece in rest:
+        yield piece, buffer[piece.start - offset:piece.stop - offset].copy(), piece is rest[-1]
+
+
+def _whole_samples(sample_rate: int, plan: WindowPlan) -> float:
+    return max(plan.whole_seconds, plan.piece_seconds) * sample_rate
+
+
+def _frames(hop: int, sample_rate: int, plan: WindowPlan) -> tuple[int, int]:
+    """(kept frames per window, context frames on each side)."""
+    return max(1, int(plan.window_seconds * sample_rate) // hop), int(plan.context_seconds * sample_rate) // hop
+
+
+def _window(first: int, core: int, context: int, hop: int, num_samples: int) -> Piece:
+    """The piece that keeps frames [first, first + core) of a signal of ``num_samples``."""
+    total = -(-num_samples // hop)
+    last = min(first + core, total)
+    begin, end = max(0, first - context), min(total, last + context)
+    return Piece(begin * hop, min(end * hop, num_samples), first - begin, last - begin)
 
 
 def stitch(parts: list[Tensor]) -> Tensor:
