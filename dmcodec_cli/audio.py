@@ -87,6 +87,11 @@ class AudioReader:
         self.format = AudioFormat(sample_rate, self.file.samplerate, self.file.channels)
         self.samples_read = 0  #: at ``sample_rate``, so far
 
+    @property
+    def duration(self) -> float:
+        """Seconds, from the file's header (an estimate for some compressed formats)."""
+        return self.file.frames / self.file.samplerate
+
     def __enter__(self) -> "AudioReader":
         return self
 

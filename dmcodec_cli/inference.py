@@ -8,6 +8,7 @@ reads a file block by block as well: an hour-long input is never held whole.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -34,15 +35,20 @@ def encode_samples(model: DMCodec, samples: np.ndarray, n_q: int | None = None,
     return _engine(model, n_q, options).encode([audio])[0].numpy()
 
 
-def encode_file(model: DMCodec, reader: AudioReader, n_q: int | None = None,
-                options: EngineOptions | None = None) -> np.ndarray:
+def encode_file(model: DMCodec, reader: AudioReader, n_q: int | None = None, options: EngineOptions | None = None,
+                progress: Callable[[float], None] = lambda seconds: None) -> np.ndarray:
     """An open audio file -> codes [n_q, ceil(L / hop)] int64, the same as ``encode_samples`` of its samples.
 
     The file is read in blocks and its windows are encoded as they fill, so memory does not grow with it.
+    ``progress`` is called with the seconds of audio each window adds.
     """
     engine = _engine(model, n_q, options)
     windows = stream_pieces(reader.blocks(), model.hop_length, model.sample_rate, engine.options.windows)
-    return stitch(list(engine.encode_pieces((p, torch.from_numpy(w)) for p, w, _ in windows))).numpy()
+    kept = []
+    for codes in engine.encode_pieces((p, torch.from_numpy(w)) for p, w, _ in windows):
+        kept.append(codes)
+        progress(codes.shape[1] * model.hop_length / model.sample_rate)
+    return stitch(kept).numpy()
 
 
 @torch.inference_mode()

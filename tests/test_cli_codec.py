@@ -13,6 +13,7 @@ from cli import run_cli, run_shell
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.checkpoint import load_checkpoint
+from dmcodec_cli.inference import encode_samples
 
 MODEL = REFERENCE / "dmcodec_small.pt"
 
@@ -48,6 +49,19 @@ def test_encode_matches_the_model_and_n_q_keeps_the_first_codebooks(tmp_path, ca
     assert run_cli(capsys, "encode", clip, "-o", tmp_path / "bf16.npy", "--model", MODEL, "--dtype", "bf16").code == 0
     same = np.load(tmp_path / "bf16.npy") == expected
     assert same[0].mean() >= 0.95 and 0.8 <= same.mean() < 1.0
+
+
+def test_a_long_file_gets_a_progress_bar_on_stderr_and_the_codes_of_its_samples(tmp_path, capsys, small_model):
+    speech = np.concatenate([load_audio(p, 16000).samples for p in sorted(SPEECH.glob("*.flac"))[:8]])
+    assert len(speech) > 16000 * 36  # past whole_seconds + the window's context: windowed
+    write_wav(tmp_path / "long.wav", speech, "FLOAT")
+    result = run_cli(capsys, "encode", tmp_path / "long.wav", "-o", tmp_path / "long.npy", "--model", MODEL, "--json")
+    assert result.code == 0, result.stderr
+    assert json.loads(result.stdout)["num_samples"] == len(speech)  # stdout stays JSON
+    assert "encode long.wav" in result.stderr and "h audio, " in result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "long.npy"), encode_samples(small_model, speech))
+    short = run_cli(capsys, "encode", SPEECH / "vctk_p225_003.wav", "-o", tmp_path / "short.npy", "--model", MODEL)
+    assert short.code == 0 and short.stderr == ""
 
 
 def test_decode_of_fewer_codebooks_uses_the_first_ones(tmp_path, capsys, small_model):

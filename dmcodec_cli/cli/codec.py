@@ -15,6 +15,7 @@ from ..config import CodecConfig
 from ..errors import DmcodecError
 from ..inference import decode_codes, encode_file
 from ..registry import load_model, pick_device
+from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
 from ..corpus.windows import WindowPlan
 from .common import console, console_err, print_json
@@ -72,7 +73,9 @@ def encode(
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
     with AudioReader(input, codec.sample_rate) as reader:
-        codes = encode_file(codec, reader, n_q, options)
+        long = reader.duration > max(options.windows.whole_seconds, options.windows.piece_seconds)
+        with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:
+            codes = encode_file(codec, reader, n_q, options, bar.advance)
     save_codes(output, codes)
     audio, seconds = reader.format, reader.samples_read / codec.sample_rate
     summary = {"input": str(input), "output": str(output), "n_q": int(codes.shape[0]), "frames": int(codes.shape[1]),

@@ -1,4 +1,5 @@
-"""Progress reporting for corpus commands: a no-op default and a rich bar (utterances, hours, RTF, ETA)."""
+"""Progress reporting: for corpus commands a no-op default and a rich bar (utterances, hours, RTF, ETA);
+for one long input a bar over its audio seconds."""
 
 from __future__ import annotations
 
@@ -51,3 +52,27 @@ class RichProgress(Quiet):
 
     def stop(self) -> None:
         self._progress.stop()
+
+
+class SecondsProgress:
+    """A rich bar over one input's audio seconds (seconds done, real-time factor, ETA); a context manager."""
+
+    def __init__(self, total_seconds: float, description: str, console: Console | None = None,
+                 disable: bool = False):
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), _AudioColumn(),
+                                  TextColumn("ETA"), TimeRemainingColumn(), console=console or Console(stderr=True),
+                                  disable=disable, transient=False)
+        self._task = self._progress.add_task(description, total=total_seconds, audio=0.0, t0=time.monotonic())
+
+    def __enter__(self) -> "SecondsProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:  # the error's one line is all that should remain
+            self._progress.update(self._task, visible=False)
+        self._progress.stop()
+
+    def advance(self, seconds: float) -> None:
+        task = self._progress.tasks[self._task]
+        self._progress.update(self._task, advance=seconds, audio=task.fields["audio"] + seconds)
