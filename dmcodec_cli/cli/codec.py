@@ -73,7 +73,7 @@ def encode(
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
     with AudioReader(input, codec.sample_rate) as reader:
-        long = reader.duration > max(options.windows.whole_seconds, options.windows.piece_seconds)
+        long = reader.duration > options.windows.longest_whole_seconds
         with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:
             codes = encode_file(codec, reader, n_q, options, bar.advance)
     save_codes(output, codes)

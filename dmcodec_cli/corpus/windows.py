@@ -35,6 +35,11 @@ class WindowPlan:
     def piece_seconds(self) -> float:
         return self.window_seconds + 2 * self.context_seconds
 
+    @property
+    def longest_whole_seconds(self) -> float:
+        """Signals up to this long are encoded whole (a window would be no shorter)."""
+        return max(self.whole_seconds, self.piece_seconds)
+
 
 @dataclass(frozen=True)
 class Piece:
@@ -53,7 +58,7 @@ class Piece:
 def plan_pieces(num_samples: int, hop: int, sample_rate: int, plan: WindowPlan) -> list[Piece]:
     """The pieces that cover a signal of ``num_samples``: one whole piece when it is short enough."""
     total = -(-num_samples // hop)
-    if num_samples <= _whole_samples(sample_rate, plan):
+    if num_samples <= plan.longest_whole_seconds * sample_rate:
         return [Piece(0, num_samples, 0, total)]
     core, context = _frames(hop, sample_rate, plan)
     return [_window(first, core, context, hop, num_samples) for first in range(0, total, core)]
@@ -68,7 +73,7 @@ def stream_pieces(blocks: Iterable[np.ndarray], hop: int, sample_rate: int,
     not the last and its bounds do not depend on the final length); only about one window of samples
     and one block are held, however long the signal.
     """
-    whole = _whole_samples(sample_rate, plan)
+    whole = plan.longest_whole_seconds * sample_rate
     core, context = _frames(hop, sample_rate, plan)
     buffer, offset, first = np.zeros(0, np.float32), 0, 0  # buffer holds samples [offset, offset + len)
     for block in blocks:
@@ -84,10 +89,6 @@ def stream_pieces(blocks: Iterable[np.ndarray], hop: int, sample_rate: int,
     rest = [p for p in pieces if p.start // hop + p.keep_start >= first]
     for piece in rest:
         yield piece, buffer[piece.start - offset:piece.stop - offset].copy(), piece is rest[-1]
-
-
-def _whole_samples(sample_rate: int, plan: WindowPlan) -> float:
-    return max(plan.whole_seconds, plan.piece_seconds) * sample_rate
 
 
 def _frames(hop: int, sample_rate: int, plan: WindowPlan) -> tuple[int, int]:
