@@ -25,6 +25,7 @@ from dmcodec_cli.audio import load_audio
 from dmcodec_cli.corpus import runner
 from dmcodec_cli.corpus.engine import EngineOptions
 from dmcodec_cli.corpus.inputs import collect_inputs
+from dmcodec_cli.corpus.loader import Loaded, length_batches
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 from dmcodec_cli.inference import encode_samples
 from dmcodec_cli.corpus.store import CodeStore, StoreWriter
@@ -126,6 +127,17 @@ def test_long_inputs_come_from_the_worker_window_by_window_with_their_single_fil
             samples = load_audio(next(root.glob(name + ".*")), 16000).samples
             np.testing.assert_array_equal(store[name], encode_samples(model, samples, options=engine))
             assert store.num_samples[store.ids.index(name)] == len(samples)
+
+
+def test_batches_take_each_item_once_within_the_budget_longest_first():
+    lengths = [5, 17, 3, 11, 20, 2, 8, 13, 7, 19, 1, 4, 16, 9, 6, 50]
+    loaded = [Loaded(i, None, torch.zeros(n)) for i, n in enumerate(lengths)]
+    batches = list(length_batches(iter(loaded), batch_samples=30, pool_samples=100))
+    assert sorted(e.position for b in batches for e in b) == list(range(len(lengths)))
+    assert all(sum(len(e.samples) for e in b) <= 30 or len(b) == 1 for b in batches)
+    first_pool = batches[:next(i for i, b in enumerate(batches) if 50 in [len(e.samples) for e in b])]
+    sizes = [len(e.samples) for b in first_pool for e in b]
+    assert sizes == sorted(sizes, reverse=True)  # the pool's last, partial batch holds its shortest items
 
 
 def test_cli_store_resume_npy_tree_manifests(corpus, reference, capsys, tmp_path):
