@@ -1,4 +1,4 @@
-"""Encoding and decoding of single signals with a loaded model (numpy in, numpy out).
+"""Encoding and decoding of single signals and files with a loaded model (numpy out).
 
 Encoding goes through the corpus engine, so a long signal is encoded in windows with bounded memory;
 up to ``WindowPlan().whole_seconds`` (32 s) it is the model's own whole-input encoding. ``encode_file``
