@@ -25,11 +25,11 @@ from dmcodec_cli.audio import load_audio
 from dmcodec_cli.corpus import runner
 from dmcodec_cli.corpus.engine import EngineOptions
 from dmcodec_cli.corpus.inputs import collect_inputs
-from dmcodec_cli.corpus.loader import Loaded, length_batches
+from dmcodec_cli.corpus.loader import Loaded, Part, length_batches
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 from dmcodec_cli.inference import encode_samples
 from dmcodec_cli.corpus.store import CodeStore, StoreWriter
-from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
+from dmcodec_cli.corpus.windows import Piece, WindowPlan, plan_pieces
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.registry import load_model
 
@@ -116,7 +116,7 @@ def test_long_inputs_come_from_the_worker_window_by_window_with_their_single_fil
         summary = tokenize_corpus(model, collect_inputs(root), tmp_path / "c.h5", RunOptions(engine, workers=1))
     assert summary.encoded == 3
     assert [(f.id, "NaN" in f.reason) for f in summary.failures] == [("turns_bad", True)]
-    windows = [e for e in received if e.part is not None and e.samples is not None]
+    windows = [e for e in received if e.samples is not None and not e.part.whole]
     long_windows = len(plan_pieces(len(long), 320, 16000, engine.windows))
     assert sum(e.item.id == "long" for e in windows) == long_windows > 2
     assert sum(e.item.id == "turns_bad" for e in windows) >= 2  # sent before the NaN was read
@@ -131,7 +131,7 @@ def test_long_inputs_come_from_the_worker_window_by_window_with_their_single_fil
 
 def test_batches_take_each_item_once_within_the_budget_longest_first():
     lengths = [5, 17, 3, 11, 20, 2, 8, 13, 7, 19, 1, 4, 16, 9, 6, 50]
-    loaded = [Loaded(i, None, torch.zeros(n)) for i, n in enumerate(lengths)]
+    loaded = [Loaded(i, None, torch.zeros(n), part=Part(Piece(0, n, 0, n), 0, True)) for i, n in enumerate(lengths)]
     batches = list(length_batches(iter(loaded), batch_samples=30, pool_samples=100))
     assert sorted(e.position for b in batches for e in b) == list(range(len(lengths)))
     assert all(sum(len(e.samples) for e in b) <= 30 or len(b) == 1 for b in batches)

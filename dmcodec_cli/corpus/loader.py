@@ -20,17 +20,23 @@ Cut = Callable[[Iterator[np.ndarray]], Iterator[tuple[Piece, np.ndarray, bool]]]
 
 @dataclass(frozen=True)
 class Part:
-    """Which window of a long input a ``Loaded`` holds: the ``index``-th, and whether it is the ``last``."""
+    """Which piece of its input a ``Loaded`` holds: the ``index``-th, and whether it is the ``last``."""
 
     piece: Piece
     index: int
     last: bool
 
+    @property
+    def whole(self) -> bool:
+        """The input in one piece (not cut into windows)."""
+        return self.index == 0 and self.last
+
 
 @dataclass
 class Loaded:
-    """An item after reading: samples [L] float32 at the model rate (the whole input, or the window
-    ``part`` of it), or the reason it could not be read."""
+    """An item after reading: samples [L] float32 at the model rate (the piece ``part`` of the input:
+    all of it, or one of its windows), or the reason it could not be read (``part``: the last piece
+    sent before, if any)."""
 
     position: int  #: index in the list given to the loader
     item: Item
@@ -40,8 +46,8 @@ class Loaded:
 
     @property
     def num_samples(self) -> int:
-        """The whole input's length at the model rate (known for a whole input or its last window)."""
-        return self.part.piece.stop if self.part else len(self.samples)
+        """The whole input's length at the model rate (known from its last piece)."""
+        return self.part.piece.stop
 
 
 class AudioStream(IterableDataset):
@@ -66,7 +72,7 @@ class AudioStream(IterableDataset):
         try:
             with AudioReader(item.path, self.sample_rate) as reader:
                 for index, (piece, samples, last) in enumerate(self.cut(reader.blocks())):
-                    part = None if index == 0 and last else Part(piece, index, last)
+                    part = Part(piece, index, last)
                     yield Loaded(position, item, torch.from_numpy(samples), part=part)
         except DmcodecError as exc:
             yield Loaded(position, item, None, str(exc), part)
@@ -105,7 +111,7 @@ def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: i
         if entry.samples is None:
             yield [entry]
             continue
-        if entry.part is not None:
+        if not entry.part.whole:
             if pieces and sum(len(e.samples) for e in pieces) + len(entry.samples) > batch_samples:
                 yield pieces
                 pieces = []

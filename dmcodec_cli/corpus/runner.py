@@ -150,32 +150,32 @@ def write_failures(path: Path, failures: list[Failure]) -> str | None:
 # -- the run ---------------------------------------------------------------------------------------
 
 def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[tuple[Loaded, torch.Tensor | str]]:
-    """Codes for each item, or why it has none: unreadable, or failed alone (a failing batch, e.g. out of
+    """The kept codes of each item's piece, or why it has none: unreadable, or failed alone (a failing batch, e.g. out of
     memory, is retried one item at a time)."""
     if batch[0].samples is None:  # unreadable items come as batches of one
         return [(batch[0], batch[0].error)]
     try:
-        return list(zip(batch, encoder.encode([e.samples for e in batch])))
+        return list(zip(batch, encoder.encode_pieces((e.part.piece, e.samples) for e in batch)))
     except (RuntimeError, ValueError) as exc:
         if len(batch) == 1:
             return [(batch[0], f"{batch[0].item.path}: encoding failed ({str(exc).splitlines()[0]})")]
     return [result for entry in batch for result in _encode_batch(encoder, [entry])]
 
 
-class _Windows:
-    """The kept codes of long inputs' pieces, as they come -> each input's codes once all have come."""
+class _Pieces:
+    """The kept codes of inputs' pieces, as they come -> each input's codes once all have come."""
 
     def __init__(self):
         self.kept: dict[int, dict[int, torch.Tensor]] = {}
         self.failed: set[int] = set()
 
-    def add(self, entry: Loaded, codes: torch.Tensor) -> torch.Tensor | None:
-        """codes [n_q, T] of one piece -> the whole input's [n_q, T_all] if this was its last piece."""
+    def add(self, entry: Loaded, kept_codes: torch.Tensor) -> torch.Tensor | None:
+        """Kept codes [n_q, t] of one piece -> the whole input's [n_q, T] if this was its last piece."""
         if entry.position in self.failed:
             return None
         part = entry.part
         kept = self.kept.setdefault(entry.position, {})
-        kept[part.index] = codes[:, part.piece.keep_start:part.piece.keep_stop]
+        kept[part.index] = kept_codes
         if not part.last:
             return None
         del self.kept[entry.position]
@@ -195,16 +195,16 @@ def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, p
     batch_samples = int(options.engine.batch_seconds * rate)
     cut = functools.partial(stream_pieces, hop=model.hop_length, sample_rate=rate, plan=options.engine.windows)
     encoded, seconds, failures = 0, 0.0, []
-    windows = _Windows()
+    pieces = _Pieces()
     loaded = read_audio(todo, rate, cut, options.workers)
     for batch in length_batches(loaded, batch_samples, int(options.pool_factor * batch_samples)):
         for entry, result in _encode_batch(encoder, batch):
             if isinstance(result, str):
-                if entry.part is None or windows.fail(entry):
+                if pieces.fail(entry):
                     failures.append(Failure(entry.item.id, str(entry.item.path), result))
                     progress.advance(1, 0.0, failed=1)
                 continue
-            if entry.part is not None and (result := windows.add(entry, result)) is None:
+            if (result := pieces.add(entry, result)) is None:
                 continue
             sink.add(Entry(entry.item.id, entry.num_samples, result.numpy()))
             encoded += 1
