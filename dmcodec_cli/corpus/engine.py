@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..model import DMCodec
 from .time_major import TimeMajorEncoder
-from .windows import Piece, WindowPlan, plan_pieces, stitch
+from .windows import Piece, WindowPlan, budget_groups, plan_pieces, stitch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -69,13 +69,7 @@ class BatchEncoder:
         which bounds memory: a stream of windows of an hour-long input is never held whole.
         """
         budget = max(1, int(self.options.batch_seconds * self.model.sample_rate))
-        group: list[tuple[Piece, Tensor]] = []
-        for piece, samples in pieces:
-            if group and sum(len(s) for _, s in group) + len(samples) > budget:
-                yield from self._encode_kept(group)
-                group = []
-            group.append((piece, samples))
-        if group:
+        for group in budget_groups(pieces, lambda piece: len(piece[1]), budget):
             yield from self._encode_kept(group)
 
     # -- internals -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..audio import AudioReader
 from ..errors import DmcodecError
 from .inputs import Item
-from .windows import Piece
+from .windows import Piece, budget_groups
 
 Cut = Callable[[Iterator[np.ndarray]], Iterator[tuple[Piece, np.ndarray, bool]]]
 """An input's blocks -> its pieces: (piece, samples, whether last); ``windows.stream_pieces``."""
@@ -128,13 +128,4 @@ def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: i
 
 
 def _cut(pool: list[Loaded], batch_samples: int) -> Iterator[list[Loaded]]:
-    batch: list[Loaded] = []
-    size = 0
-    for entry in sorted(pool, key=lambda e: -len(e.samples)):
-        if batch and size + len(entry.samples) > batch_samples:
-            yield batch
-            batch, size = [], 0
-        batch.append(entry)
-        size += len(entry.samples)
-    if batch:
-        yield batch
+    return budget_groups(sorted(pool, key=lambda e: -len(e.samples)), lambda e: len(e.samples), batch_samples)

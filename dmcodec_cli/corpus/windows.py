@@ -2,17 +2,21 @@
 
 A window starts on a frame boundary (a multiple of the hop), so its frame j is frame ``first + j`` of the
 whole signal. Each window carries ``context`` frames on both sides that are encoded and thrown away:
-the conv stack and the BiLSTM then see (almost) what they would see in the whole signal.
+the conv stack and the BiLSTM then see (almost) what they would see in the whole signal. Pieces are
+then encoded in groups within an audio budget (``budget_groups``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,21 @@ def _window(first: int, core: int, context: int, hop: int, num_samples: int) -> 
     last = min(first + core, total)
     begin, end = max(0, first - context), min(total, last + context)
     return Piece(begin * hop, min(end * hop, num_samples), first - begin, last - begin)
+
+
+def budget_groups(items: Iterable[T], size: Callable[[T], int], budget: int) -> Iterator[list[T]]:
+    """Consecutive items in groups whose sizes add up to at most ``budget`` (an item larger than it
+    goes alone); taken as they come, so a stream is never held whole."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        if group and total + size(item) > budget:
+            yield group
+            group, total = [], 0
+        group.append(item)
+        total += size(item)
+    if group:
+        yield group
 
 
 def stitch(parts: list[Tensor]) -> Tensor:
