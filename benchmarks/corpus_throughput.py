@@ -1,7 +1,7 @@
 """Corpus encoding throughput and peak memory: this engine vs a naive one-file-at-a-time loop.
 
-    .venv/bin/python benchmarks/corpus_throughput.py [--corpus-seconds 240] [--long-seconds 3600] [--threads 2] [--dtype bf16]
-                                                     [--modes engine,naive,long,file] [--repeat 3]
+    .venv/bin/python benchmarks/corpus_throughput.py [--clips DIR] [--corpus-seconds 240] [--long-seconds 3600]
+                          [--threads 2] [--dtype bf16] [--modes engine,naive,long,file] [--repeat 3]
 
 Full-size DM-Codec config with random weights (speed does not depend on the weights). Each measurement
 runs in its own process so that its peak RSS is its own; printed as a table and as JSON (--json FILE).
@@ -10,7 +10,8 @@ runs in its own process so that its peak RSS is its own; printed as a table and 
 With --dtype bf16 the engine computes in bf16 and the naive loop runs under bf16 autocast.
   (c) long:   one file of --long-seconds through the corpus engine (windowed), for its peak RSS
   (d) file:   the same file through single-file encoding (``encode_file``, as `dmcodec encode X.wav -o X.npy`)
-The corpus is real speech of 3-20 s from ../shared/data/train-mini (beside the repository) when present, else fixture clips.
+The corpus is real speech of 3-20 s taken from --clips DIR (default: the project's train-mini set when it lies
+beside the repository, else the test fixture clips).
 """
 
 from __future__ import annotations
@@ -49,18 +50,17 @@ def full_size_model():
     return model.fold_weight_norm()
 
 
-def fixture_clips() -> list[Path]:
-    return sorted(p for p in SPEECH.iterdir() if p.suffix in (".wav", ".flac"))
+def audio_clips(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in (".wav", ".flac"))
 
 
-def make_corpus(folder: Path, seconds: float) -> list[Path]:
+def make_corpus(folder: Path, seconds: float, clips: Path) -> list[Path]:
     """Real 3-20 s utterances totalling about ``seconds`` (copied as they are)."""
     import shutil
 
     import soundfile as sf
 
-    sources = sorted(TRAIN_MINI.glob("*.flac")) if TRAIN_MINI.is_dir() else []
-    sources = sources or fixture_clips()
+    sources = audio_clips(clips)
     folder.mkdir(parents=True, exist_ok=True)
     chosen, total = [], 0.0
     for path in sources:
@@ -80,7 +80,7 @@ def make_long_file(path: Path, seconds: float) -> None:
 
     from dmcodec_cli.audio import load_audio
 
-    clips = [load_audio(p, 16000).samples for p in fixture_clips()]
+    clips = [load_audio(p, 16000).samples for p in audio_clips(SPEECH)]
     block = np.concatenate(clips)
     remaining = int(seconds * 16000)
     with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
@@ -145,6 +145,8 @@ def run_child(mode: str, folder: Path, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus-seconds", type=float, default=240.0)
+    parser.add_argument("--clips", type=Path, default=TRAIN_MINI if TRAIN_MINI.is_dir() else SPEECH,
+                        help="folder of .wav / .flac clips to take the 3-20 s corpus from")
     parser.add_argument("--long-seconds", type=float, default=3600.0, help="0 to skip the long file")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
@@ -162,7 +164,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="dmcodec-bench-") as tmp:
         corpus = Path(tmp) / "corpus"
-        files = make_corpus(corpus, args.corpus_seconds)
+        files = make_corpus(corpus, args.corpus_seconds, args.clips)
         print(f"corpus: {len(files)} files of 3-20 s; {args.dtype}; threads {args.threads}, workers {args.workers}, "
               f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
         modes = args.modes.split(",")
