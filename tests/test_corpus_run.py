@@ -129,14 +129,20 @@ def test_long_inputs_come_from_the_worker_window_by_window_with_their_single_fil
             assert store.num_samples[store.ids.index(name)] == len(samples)
 
 
-def test_batches_take_each_item_once_within_the_budget_longest_first():
+def test_batches_take_each_item_once_within_the_budget_longest_first_and_windows_in_order():
     lengths = [5, 17, 3, 11, 20, 2, 8, 13, 7, 19, 1, 4, 16, 9, 6, 50]
     loaded = [Loaded(i, None, torch.zeros(n), part=Part(Piece(0, n, 0, n), 0, True)) for i, n in enumerate(lengths)]
+    windows = [Loaded(len(lengths), None, torch.zeros(12), part=Part(Piece(0, 12, 0, 12), k, k == 4)) for k in range(5)]
+    loaded[3:3] = windows[:2]  # a long input's windows, interleaved with whole inputs as the reader sends them
+    loaded[9:9] = windows[2:]
     batches = list(length_batches(iter(loaded), batch_samples=30, pool_samples=100))
-    assert sorted(e.position for b in batches for e in b) == list(range(len(lengths)))
+    assert sorted(e.position for b in batches for e in b) == sorted(e.position for e in loaded)
     assert all(sum(len(e.samples) for e in b) <= 30 or len(b) == 1 for b in batches)
+    assert all(len({e.part.whole for e in b}) == 1 for b in batches)  # windows and whole inputs never mixed
+    window_batches = [b for b in batches if not b[0].part.whole]
+    assert [[e.part.index for e in b] for b in window_batches] == [[0, 1], [2, 3], [4]]  # in order
     first_pool = batches[:next(i for i, b in enumerate(batches) if 50 in [len(e.samples) for e in b])]
-    sizes = [len(e.samples) for b in first_pool for e in b]
+    sizes = [len(e.samples) for b in first_pool if b[0].part.whole for e in b]
     assert sizes == sorted(sizes, reverse=True)  # the pool's last, partial batch holds its shortest items
 
 

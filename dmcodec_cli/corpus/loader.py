@@ -105,17 +105,18 @@ def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: i
     batches of one.
     """
     pool: list[Loaded] = []
-    pooled = 0
     pieces: list[Loaded] = []
+    pooled = pieced = 0
     for entry in loaded:
         if entry.samples is None:
             yield [entry]
             continue
         if not entry.part.whole:
-            if pieces and sum(len(e.samples) for e in pieces) + len(entry.samples) > batch_samples:
+            if pieces and pieced + len(entry.samples) > batch_samples:
                 yield pieces
-                pieces = []
+                pieces, pieced = [], 0
             pieces.append(entry)
+            pieced += len(entry.samples)
             continue
         pool.append(entry)
         pooled += len(entry.samples)
