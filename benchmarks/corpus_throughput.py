@@ -10,6 +10,8 @@ runs in its own process so that its peak RSS is its own; printed as a table and 
 With --dtype bf16 the engine computes in bf16 and the naive loop runs under bf16 autocast.
   (c) long:   one file of --long-seconds through the corpus engine (windowed), for its peak RSS
   (d) file:   the same file through single-file encoding (``encode_file``, as `dmcodec encode X.wav -o X.npy`)
+It also prints the arithmetic ceiling: the encoder's multiply-adds per second of audio against this machine's
+matrix-product speed in --dtype, the real-time factor no implementation of the model can pass here.
 The corpus is real speech of 3-20 s taken from --clips DIR (default: the project's train-mini set when it lies
 beside the repository, else the test fixture clips).
 """
@@ -95,6 +97,50 @@ def peak_rss_mb() -> dict:
     return {"peak_rss_mb": round(own, 1), "peak_rss_workers_mb": round(children, 1)}
 
 
+def multiply_adds_per_frame(model) -> int:
+    """Multiply-adds to encode one frame: the encoder's convs, LSTM and last conv, and the quantizer's distances."""
+    from dmcodec_cli.corpus.time_major import TimeMajorEncoder, TimeMajorResidual
+
+    encoder = TimeMajorEncoder(model.encoder)
+    total, rows = 0, encoder.hop  # rows per frame at the current conv's output
+    for step in encoder.front_steps:
+        if isinstance(step, TimeMajorResidual):
+            total += rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+        else:
+            rows //= step.func.stride
+            total += rows * step.func.taps.numel()  # taps [kernel / stride, stride * C, O]
+    total += sum(w.numel() for layer in encoder.lstm_params for d in layer for w in d[:2])  # weight_ih, weight_hh
+    total += encoder.last.taps.numel()
+    return total + sum(layer._codebook.embed.numel() for layer in model.quantizer.vq.layers)
+
+
+def matmul_gflops(dtype: str) -> float:
+    """The best speed of a large matrix product (2048 x 2048 x 2048) in ``dtype``, GFLOP/s."""
+    import torch
+
+    from dmcodec_cli.corpus.engine import DTYPES
+
+    a, b = (torch.randn(2048, 2048, dtype=DTYPES[dtype]) for _ in range(2))
+    best = float("inf")
+    for _ in range(8):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def ceiling(threads: int, dtype: str) -> dict:
+    """Runs in a child process: the real-time factor at which the encoder's arithmetic alone fills the cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+    model = full_size_model()
+    gflop = 2 * multiply_adds_per_frame(model) * model.config.frame_rate / 1e9  # per second of audio
+    peak = matmul_gflops(dtype)
+    return {"mode": "ceiling", "dtype": dtype, "gflop_per_audio_second": round(gflop, 2),
+            "matmul_gflops": round(peak, 1), "x_real_time": round(peak / gflop, 2)}
+
+
 def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: float, dtype: str) -> dict:
     """Runs in a child process: encode ``inputs`` (a folder) one way, report speed and memory."""
     import torch
@@ -142,25 +188,8 @@ def run_child(mode: str, folder: Path, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus-seconds", type=float, default=240.0)
-    parser.add_argument("--clips", type=Path, default=TRAIN_MINI if TRAIN_MINI.is_dir() else SPEECH,
-                        help="folder of .wav / .flac clips to take the 3-20 s corpus from")
-    parser.add_argument("--long-seconds", type=float, default=3600.0, help="0 to skip the long file")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--batch-seconds", type=float, default=240.0)
-    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="arithmetic of both (a) and (b)")
-    parser.add_argument("--modes", default="engine,naive,long,file")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b), alternated; medians compared")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure(args.child, args.inputs, args.threads, args.workers, args.batch_seconds, args.dtype)))
-        return
+def compare(args) -> None:
+    """Runs every measurement in its own process; prints the table, the ratio and the ceiling."""
     results = []
     with tempfile.TemporaryDirectory(prefix="dmcodec-bench-") as tmp:
         corpus = Path(tmp) / "corpus"
@@ -182,18 +211,48 @@ def main() -> None:
             child = "engine" if mode == "long" else mode
             results.append({**run_child(child, long_dir, args), "mode": f"{mode} {args.long_seconds:g} s"})
             print(json.dumps(results[-1]), flush=True)
+    roof = run_child("ceiling", Path("."), args)
     print(f"\n{'mode':<14}{'audio s':>9}{'wall s':>9}{'x real time':>13}{'peak RSS MB':>13}{'workers MB':>12}")
     for r in results:
         print(f"{r['mode']:<14}{r['audio_seconds']:>9}{r['wall_seconds']:>9}{r['x_real_time']:>13}"
               f"{r['peak_rss_mb']:>13}{r['peak_rss_workers_mb']:>12}")
+    print(f"ceiling ({args.dtype}): {roof['gflop_per_audio_second']} GFLOP per audio second at the matrix-product "
+          f"speed of {roof['matmul_gflops']} GFLOP/s = {roof['x_real_time']}x real time at most")
+    results.append(roof)
     speeds = {mode: sorted(r["x_real_time"] for r in results if r["mode"] == mode) for mode in ("engine", "naive")}
     if speeds["engine"] and speeds["naive"]:
         engine, naive = (statistics.median(speeds[mode]) for mode in ("engine", "naive"))
         print(f"engine / naive speed (medians of {len(speeds['engine'])}): {engine:.2f}x / {naive:.2f}x = "
               f"{engine / naive:.2f}x")
+        print(f"  of the ceiling: engine {engine / roof['x_real_time']:.0%}, naive {naive / roof['x_real_time']:.0%}; "
+              f"2x naive would be {2 * naive / roof['x_real_time']:.0%}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus-seconds", type=float, default=240.0)
+    parser.add_argument("--clips", type=Path, default=TRAIN_MINI if TRAIN_MINI.is_dir() else SPEECH,
+                        help="folder of .wav / .flac clips to take the 3-20 s corpus from")
+    parser.add_argument("--long-seconds", type=float, default=3600.0, help="0 to skip the long file")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-seconds", type=float, default=240.0)
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32", help="arithmetic of both (a) and (b)")
+    parser.add_argument("--modes", default="engine,naive,long,file")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b), alternated; medians compared")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "ceiling":
+        print(json.dumps(ceiling(args.threads, args.dtype)))
+    elif args.child:
+        print(json.dumps(measure(args.child, args.inputs, args.threads, args.workers, args.batch_seconds, args.dtype)))
+    else:
+        compare(args)
 
 
 if __name__ == "__main__":
