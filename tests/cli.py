@@ -17,6 +17,10 @@ class Result:
     stdout: str
     stderr: str
 
+    def __iter__(self):
+        """``code, stdout, stderr = run_cli(...)``."""
+        return iter((self.code, self.stdout, self.stderr))
+
 
 def run_cli(capsys, *args) -> Result:
     """Call ``dmcodec ARGS`` through its console entry point, capturing output and the exit status."""

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from cli import run_cli
 from dmcodec_cli.audio import load_audio
-from dmcodec_cli.cli import main
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.quality.asr import load_asr, normalize_text
 
@@ -56,17 +56,6 @@ def folders(tmp_path_factory, speech_dir):
     return root
 
 
-def run(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["dmcodec", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def direct_transcript(directory: Path, path: Path) -> str:
     """The model's greedy CTC transcript with plain transformers calls, normalised."""
     from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
@@ -79,13 +68,12 @@ def direct_transcript(directory: Path, path: Path) -> str:
     return normalize_text(processor.batch_decode(logits.argmax(-1))[0])
 
 
-def test_wer_wil_with_a_local_ctc_model(tiny_asr, folders, tmp_path, monkeypatch, capsys):
+def test_wer_wil_with_a_local_ctc_model(tiny_asr, folders, tmp_path, capsys):
     import jiwer
 
     out = tmp_path / "asr.json"
-    code, stdout, _ = run(["score", folders / "ref", folders / "noisy", "--asr", tiny_asr,
-                           "--transcripts", folders / "texts.tsv", "--json", out, "--device", "cpu"],
-                          monkeypatch, capsys)
+    code, stdout, _ = run_cli(capsys, "score", folders / "ref", folders / "noisy", "--asr", tiny_asr,
+                              "--transcripts", folders / "texts.tsv", "--json", out, "--device", "cpu")
     assert code == 0, stdout
     assert "WER" in stdout and "WIL" in stdout
     rows = {row["file"]: row for row in json.loads(out.read_text())["files"]}
@@ -108,9 +96,9 @@ def test_wer_wil_with_a_local_ctc_model(tiny_asr, folders, tmp_path, monkeypatch
     assert "corpus WER (all words pooled, 2 files)" in stdout
 
 
-def test_identical_audio_has_zero_wer_against_the_asr_of_the_original(tiny_asr, folders, monkeypatch, capsys):
-    code, stdout, _ = run(["score", folders / "ref", folders / "same", "--asr", tiny_asr, "--json", "-",
-                           "--device", "cpu"], monkeypatch, capsys)
+def test_identical_audio_has_zero_wer_against_the_asr_of_the_original(tiny_asr, folders, capsys):
+    code, stdout, _ = run_cli(capsys, "score", folders / "ref", folders / "same", "--asr", tiny_asr, "--json", "-",
+                              "--device", "cpu")
     assert code == 0
     result = json.loads(stdout)
     for row in result["files"]:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from cli import run_cli
 from dmcodec_cli.audio import load_audio
-from dmcodec_cli.cli import main
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.inference import decode_codes, encode_samples
 from dmcodec_cli.quality import scoring
@@ -22,16 +22,6 @@ from dmcodec_cli.quality.scoring import Journal, match_pairs, read_transcripts
 SHARED_SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 SCHEMA_KEYS = {"file", "n_q", *METRICS}
 
-
-def run(args: list, monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.argv", ["dmcodec", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def check_schema(result: dict) -> None:
@@ -85,12 +75,12 @@ def test_folders_are_matched_by_relative_path_ignoring_the_extension(pair_dirs):
         match_pairs(ref, deg / "extra.wav")
 
 
-def test_score_cli_writes_json_plots_and_goes_past_bad_files(pair_dirs, tmp_path, monkeypatch, capsys):
+def test_score_cli_writes_json_plots_and_goes_past_bad_files(pair_dirs, tmp_path, capsys):
     ref, deg = pair_dirs
     (ref / "broken.wav").write_bytes(b"not audio at all")
     (deg / "broken.wav").write_bytes(b"not audio at all")
     out = tmp_path / "scores.json"
-    code, stdout, stderr = run(["score", ref, deg, "--json", out, "--plots", tmp_path / "plots"], monkeypatch, capsys)
+    code, stdout, stderr = run_cli(capsys, "score", ref, deg, "--json", out, "--plots", tmp_path / "plots")
     assert code == 1  # one file failed; the others are scored
     assert "could not be scored" in stderr and "STOI" in stdout and "summary" in stdout
     result = json.loads(out.read_text())
@@ -124,7 +114,7 @@ def test_rerun_with_the_same_json_skips_scored_files(pair_dirs, tmp_path, monkey
     missing_one = tmp_path / "deg_partial"
     shutil.copytree(deg, missing_one)
     (missing_one / "vctk_p225_003.wav").unlink()
-    assert run(["score", ref, missing_one, "--json", out], monkeypatch, capsys)[0] == 1
+    assert run_cli(capsys, "score", ref, missing_one, "--json", out).code == 1
     first = json.loads(out.read_text())
     # Mark a scored row: a re-run must keep it as it is, and score only what is not scored yet.
     first["files"][0]["stoi"] = 0.123456
@@ -133,7 +123,7 @@ def test_rerun_with_the_same_json_skips_scored_files(pair_dirs, tmp_path, monkey
     calls = []
     original = scoring._score_pair
     monkeypatch.setattr(scoring, "_score_pair", lambda pair, *a: calls.append(pair.name) or original(pair, *a))
-    assert run(["score", ref, missing_one, "--json", out], monkeypatch, capsys)[0] == 0
+    assert run_cli(capsys, "score", ref, missing_one, "--json", out).code == 0
     assert calls == ["vctk_p225_003.wav"]
     second = json.loads(out.read_text())
     check_schema(second)
@@ -141,20 +131,20 @@ def test_rerun_with_the_same_json_skips_scored_files(pair_dirs, tmp_path, monkey
     assert len(second["files"]) == 3 and not any("error" in row for row in second["files"])
 
 
-def test_resume_refuses_a_json_made_with_other_settings(pair_dirs, tmp_path, monkeypatch, capsys):
+def test_resume_refuses_a_json_made_with_other_settings(pair_dirs, tmp_path, capsys):
     ref, deg = pair_dirs
     out = tmp_path / "scores.json"
     Journal.open(out, {"mode": "roundtrip", "model": "abc"}).flush()
-    code, _, stderr = run(["score", ref, deg, "--json", out], monkeypatch, capsys)
+    code, _, stderr = run_cli(capsys, "score", ref, deg, "--json", out)
     assert code == 2 and "other settings" in stderr and "Traceback" not in stderr
     out.write_text("{not json")
-    code, _, stderr = run(["score", ref, deg, "--json", out], monkeypatch, capsys)
+    code, _, stderr = run_cli(capsys, "score", ref, deg, "--json", out)
     assert code == 2 and "not a readable JSON" in stderr
 
 
-def test_bad_arguments_are_one_line_errors(pair_dirs, tmp_path, monkeypatch, capsys):
+def test_bad_arguments_are_one_line_errors(pair_dirs, tmp_path, capsys):
     ref, _ = pair_dirs
-    code, _, stderr = run(["score", ref / "vctk_p225_003.wav", tmp_path / "nope.wav"], monkeypatch, capsys)
+    code, _, stderr = run_cli(capsys, "score", ref / "vctk_p225_003.wav", tmp_path / "nope.wav")
     assert code == 2 and "no such file" in stderr and len(stderr.strip().splitlines()) == 1
     assert parse_n_q("8,1,2,2", 8) == [1, 2, 8]
     for bad in ("0", "1,9", "a"):
@@ -180,8 +170,8 @@ def test_missing_matplotlib_skips_plots_with_a_note(pair_dirs, tmp_path, monkeyp
 
     ref, deg = pair_dirs
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    code, stdout, _ = run(["score", ref / "vctk_p225_003.wav", deg / "vctk_p225_003.wav", "--plots",
-                           tmp_path / "plots"], monkeypatch, capsys)
+    code, stdout, _ = run_cli(capsys, "score", ref / "vctk_p225_003.wav", deg / "vctk_p225_003.wav", "--plots",
+                              tmp_path / "plots")
     assert code == 0 and "plots skipped: matplotlib not installed (install dmcodec[eval])" in stdout
     assert not (tmp_path / "plots").exists()
 
@@ -199,7 +189,7 @@ def test_reconstruct_decodes_prefixes_of_one_encoding(small_model, speech_dir):
 
 
 def test_roundtrip_cli_writes_reconstructions_plots_and_bitrate_table(small_checkpoint, small_model, speech_dir,
-                                                                     tmp_path, monkeypatch, capsys):
+                                                                     tmp_path, capsys):
     source = tmp_path / "in"
     source.mkdir()
     for name in ("vctk_p225_003.wav", "ljspeech_LJ001-0002.flac"):  # 1 s excerpts keep the test fast
@@ -208,7 +198,7 @@ def test_roundtrip_cli_writes_reconstructions_plots_and_bitrate_table(small_chec
     out, result_json = tmp_path / "out", tmp_path / "rt.json"
     args = ["roundtrip", source, "-o", out, "--model", small_checkpoint, "--n-q", "1,4", "--json", result_json,
             "--device", "cpu"]
-    code, stdout, _ = run(args, monkeypatch, capsys)
+    code, stdout, _ = run_cli(capsys, *args)
     assert code == 0 and "bitrate" in stdout
     result = json.loads(result_json.read_text())
     check_schema(result)
@@ -232,19 +222,19 @@ def test_roundtrip_cli_writes_reconstructions_plots_and_bitrate_table(small_chec
         assert {m: row[m] for m in expected} == pytest.approx(expected, rel=1e-3, abs=1e-3)
     assert (out / "bitrate_quality.png").read_bytes()[:4] == b"\x89PNG"
     # Adding a level only roundtrips that level.
-    code, _, _ = run(args[:7] + ["1,2,4"] + args[8:], monkeypatch, capsys)
+    code, _, _ = run_cli(capsys, *args[:7], "1,2,4", *args[8:])
     rows = json.loads(result_json.read_text())["files"]
     assert code == 0 and sorted({row["n_q"] for row in rows}) == [1, 2, 4] and len(rows) == 6
     assert [r for r in rows if r["n_q"] == 1] == [r for r in result["files"] if r["n_q"] == 1]
 
 
 @pytest.mark.skipif(not SHARED_SPEECH.is_dir(), reason="needs ../shared/data/speech")
-def test_score_real_clips_from_the_shared_set(tmp_path, monkeypatch, capsys):
+def test_score_real_clips_from_the_shared_set(tmp_path, capsys):
     names = ["librispeech_dev-clean_2412-153948-0001.flac", "ljspeech_LJ001-0002.flac", "vctk_p225_003.wav"]
     for name in names:
         degrade(SHARED_SPEECH / name, tmp_path / "deg" / Path(name).with_suffix(".wav"), rate=8000, noise=0.002)
     args = ["score", SHARED_SPEECH, tmp_path / "deg", "--json", tmp_path / "s.json", "--plots", tmp_path / "plots"]
-    code, stdout, stderr = run(args, monkeypatch, capsys)
+    code, stdout, stderr = run_cli(capsys, *args)
     result = json.loads((tmp_path / "s.json").read_text())
     scored = [row for row in result["files"] if "error" not in row]
     assert sorted(row["file"] for row in scored) == sorted(names)
@@ -265,7 +255,7 @@ def test_roundtrip_refuses_to_overwrite_its_inputs(tmp_path, speech_dir):
 
 
 def test_roundtrip_of_a_code_store_scores_its_decoded_codes(small_checkpoint, small_model, speech_dir, tmp_path,
-                                                             monkeypatch, capsys):
+                                                             capsys):
     import dataclasses
 
     from dmcodec_cli.corpus.store import Entry, StoreMeta, write_store
@@ -281,8 +271,8 @@ def test_roundtrip_of_a_code_store_scores_its_decoded_codes(small_checkpoint, sm
     meta = StoreMeta.for_model(small_model, 3)
     store = write_store(tmp_path / "codes.h5", meta, entries)
     out, result_json = tmp_path / "out", tmp_path / "rt.json"
-    code, stdout, stderr = run(["roundtrip", store, "--audio", audio_dir, "--model", small_checkpoint, "--n-q", "1,3",
-                                "-o", out, "--json", result_json, "--device", "cpu"], monkeypatch, capsys)
+    code, stdout, stderr = run_cli(capsys, "roundtrip", store, "--audio", audio_dir, "--model", small_checkpoint,
+                                   "--n-q", "1,3", "-o", out, "--json", result_json, "--device", "cpu")
     assert code == 0, stderr
     result = json.loads(result_json.read_text())
     check_schema(result)
@@ -294,8 +284,8 @@ def test_roundtrip_of_a_code_store_scores_its_decoded_codes(small_checkpoint, sm
         expected = scoring.signal_metrics(original, decoded)
         assert row["mel_distance"] == pytest.approx(expected["mel_distance"], rel=1e-3)
         assert (out / f"nq{row['n_q']}" / f"{entry.id}.wav").is_file()
-    code, _, stderr = run(["roundtrip", store, "--model", small_checkpoint], monkeypatch, capsys)
+    code, _, stderr = run_cli(capsys, "roundtrip", store, "--model", small_checkpoint)
     assert code == 2 and "pass --audio DIR" in stderr
     other = write_store(tmp_path / "other.h5", dataclasses.replace(meta, model_fingerprint="f" * 64), entries)
-    code, _, stderr = run(["roundtrip", other, "--audio", audio_dir, "--model", small_checkpoint], monkeypatch, capsys)
+    code, _, stderr = run_cli(capsys, "roundtrip", other, "--audio", audio_dir, "--model", small_checkpoint)
     assert code == 2 and "was made by model" in stderr
