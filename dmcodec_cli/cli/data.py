@@ -28,9 +28,16 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def _report_failures(failures: list[dict]) -> None:
-    for failure in failures:
+def _finish(report, summary: str, json_out: bool) -> None:
+    """Lists the report's failures on stderr, prints it (JSON, or the summary line), exits 1 if some failed."""
+    for failure in report.failures:
         console_err.print(f"[yellow]skipped:[/] {failure['error']}", highlight=False, soft_wrap=True)
+    if json_out:
+        print_json(asdict(report))
+    else:
+        console.print(summary)
+    if report.failures:
+        raise typer.Exit(1)
 
 
 def prep(
@@ -67,16 +74,10 @@ def prep(
         utterances += list(hf_source(hf_dataset, split, hf_config, hf_audio_column))
     with progress_bar("prep") as update:
         report = prepare(utterances, output, options, update)
-    _report_failures(report.failures)
-    if json_out:
-        print_json(asdict(report))
-    else:
-        console.print(f"{report.used_utterances} of {report.utterances} utterances -> {report.segments} segments "
-                      f"({report.seconds / 3600:.2f} h; train {report.train}, valid {report.valid}, split by "
-                      f"{report.split_by}); {report.written} written, {report.reused} already there, "
-                      f"{report.removed} stale removed -> {report.manifest}")
-    if report.failures:
-        raise typer.Exit(1)
+    _finish(report, f"{report.used_utterances} of {report.utterances} utterances -> {report.segments} segments "
+                    f"({report.seconds / 3600:.2f} h; train {report.train}, valid {report.valid}, split by "
+                    f"{report.split_by}); {report.written} written, {report.reused} already there, "
+                    f"{report.removed} stale removed -> {report.manifest}", json_out)
 
 
 def extract(
@@ -118,16 +119,10 @@ def extract(
         output.unlink(missing_ok=True)
     with progress_bar("extract") as update:
         report = run_extract(manifest, output, options, pick_device(device), update)
-    _report_failures(report.failures)
-    if json_out:
-        print_json(asdict(report))
-    else:
-        console.print(f"{report.segments} segments: sm {report.computed['sm']}, lm {report.computed['lm']} computed, "
-                      f"{report.already_done} already there; texts known {report.texts['known']}, "
-                      f"ASR {report.texts['asr']}; {report.audio_seconds:.1f} s of audio in "
-                      f"{report.elapsed_seconds:.1f} s -> {report.output}")
-    if report.failures:
-        raise typer.Exit(1)
+    _finish(report, f"{report.segments} segments: sm {report.computed['sm']}, lm {report.computed['lm']} computed, "
+                    f"{report.already_done} already there; texts known {report.texts['known']}, "
+                    f"ASR {report.texts['asr']}; {report.audio_seconds:.1f} s of audio in "
+                    f"{report.elapsed_seconds:.1f} s -> {report.output}", json_out)
 
 
 def register(app: typer.Typer) -> None:
