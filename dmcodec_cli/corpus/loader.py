@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..audio import AudioReader
 from ..errors import DmcodecError
 from .inputs import Item
-from .windows import Piece, budget_groups
+from .windows import BudgetGroup, Piece, budget_groups
 
 Cut = Callable[[Iterator[np.ndarray]], Iterator[tuple[Piece, np.ndarray, bool]]]
 """An input's blocks -> its pieces: (piece, samples, whether last); ``windows.stream_pieces``."""
@@ -105,18 +105,15 @@ def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: i
     batches of one.
     """
     pool: list[Loaded] = []
-    pieces: list[Loaded] = []
-    pooled = pieced = 0
+    pooled = 0
+    pieces = BudgetGroup(lambda e: len(e.samples), batch_samples)
     for entry in loaded:
         if entry.samples is None:
             yield [entry]
             continue
         if not entry.part.whole:
-            if pieces and pieced + len(entry.samples) > batch_samples:
-                yield pieces
-                pieces, pieced = [], 0
-            pieces.append(entry)
-            pieced += len(entry.samples)
+            if (full := pieces.add(entry)) is not None:
+                yield full
             continue
         pool.append(entry)
         pooled += len(entry.samples)
@@ -124,8 +121,8 @@ def length_batches(loaded: Iterable[Loaded], batch_samples: int, pool_samples: i
             yield from _cut(pool, batch_samples)
             pool, pooled = [], 0
     yield from _cut(pool, batch_samples)
-    if pieces:
-        yield pieces
+    if pieces.items:
+        yield pieces.items
 
 
 def _cut(pool: list[Loaded], batch_samples: int) -> Iterator[list[Loaded]]:

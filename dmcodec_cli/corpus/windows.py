@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -108,19 +108,33 @@ def _window(first: int, core: int, context: int, hop: int, num_samples: int) -> 
     return Piece(begin * hop, min(end * hop, num_samples), first - begin, last - begin)
 
 
+class BudgetGroup(Generic[T]):
+    """A group filled item by item while the sizes add up to at most ``budget`` (an item larger than it
+    goes alone)."""
+
+    def __init__(self, size: Callable[[T], int], budget: int):
+        self.size, self.budget = size, budget
+        self.items: list[T] = []
+        self.total = 0
+
+    def add(self, item: T) -> list[T] | None:
+        """Adds ``item``; gives back the full group it did not fit in, if any (``item`` starts the next)."""
+        full = None
+        if self.items and self.total + self.size(item) > self.budget:
+            full, self.items, self.total = self.items, [], 0
+        self.items.append(item)
+        self.total += self.size(item)
+        return full
+
+
 def budget_groups(items: Iterable[T], size: Callable[[T], int], budget: int) -> Iterator[list[T]]:
-    """Consecutive items in groups whose sizes add up to at most ``budget`` (an item larger than it
-    goes alone); taken as they come, so a stream is never held whole."""
-    group: list[T] = []
-    total = 0
+    """Consecutive items in ``BudgetGroup``s, taken as they come, so a stream is never held whole."""
+    group = BudgetGroup(size, budget)
     for item in items:
-        if group and total + size(item) > budget:
-            yield group
-            group, total = [], 0
-        group.append(item)
-        total += size(item)
-    if group:
-        yield group
+        if (full := group.add(item)) is not None:
+            yield full
+    if group.items:
+        yield group.items
 
 
 def stitch(parts: list[Tensor]) -> Tensor:
