@@ -77,15 +77,15 @@ def encode(
         with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:
             codes = encode_file(codec, reader, n_q, options, bar.advance)
     save_codes(output, codes)
-    audio, seconds = reader.format, reader.samples_read / codec.sample_rate
+    source, seconds = reader.format, reader.samples_read / codec.sample_rate
     summary = {"input": str(input), "output": str(output), "n_q": int(codes.shape[0]), "frames": int(codes.shape[1]),
                "num_samples": reader.samples_read, "seconds": round(seconds, 3),
-               "source_sample_rate": audio.source_rate, "audio": audio.describe(), "model": codec.fingerprint}
+               "source_sample_rate": source.source_rate, "audio": source.describe(), "model": codec.fingerprint}
     if json_out:
         print_json(summary)
         return
     if verbose:
-        console_err.print(f"{input}: {audio.source_rate} Hz, {audio.source_channels} channel(s); {audio.describe()}")
+        console_err.print(f"{input}: {source.source_rate} Hz, {source.source_channels} channel(s); {source.describe()}")
     console.print(f"{input} -> {output}: {codes.shape[0]} x {codes.shape[1]} codes ({seconds:.2f} s)")
 
 
