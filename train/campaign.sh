@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The dmcodec-mini training campaign: a long CPU run that survives interruptions.
+#   train/campaign.sh TRAIN_MINI_DIR SPEECH_DIR          (run it under nohup; see docs/training.md)
+# State lives outside the work tree, in $CAMPAIGN (default ~/.cache/dmcodec/campaign-mini): the prepared
+# segments, the run folder and curve.jsonl (one line per chunk: step, training hours, validation mel error,
+# STOI / PESQ-wb / SI-SDR / mel distance of `last/` on the 13 unseen-speaker clips at 8 codebooks).
+# Each chunk trains CHUNK steps with --resume, then evaluates. Without a run folder (a new machine) the run
+# starts from INIT (default: the bundled dmcodec-mini, the last committed export). `touch $CAMPAIGN/STOP`
+# ends the campaign after the current chunk; a kill loses at most the steps since the last checkpoint.
+set -euo pipefail
+CORPUS=${1:?train-mini folder}
+SPEECH=${2:?speech folder}
+CAMPAIGN=${CAMPAIGN:-$HOME/.cache/dmcodec/campaign-mini}
+RECIPE=${RECIPE:-train/configs/mini_campaign_recon.json}
+RUN=${RUN:-$CAMPAIGN/run}
+INIT=${INIT:-dmcodec_cli/models/dmcodec-mini}
+CHUNK=${CHUNK:-500}
+STEPS=${STEPS:-200000}
+DMCODEC=${DMCODEC:-dmcodec}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p "$CAMPAIGN"
+
+# The evaluation set: the 13 clips of the 12 speakers of SPEECH absent from train-mini. Never trained on.
+is_eval() { case "$(basename "$1")" in librispeech_train-clean-100_*|librispeech_dev-clean_2412-*|cmu_arctic_*) return 0;; esac; return 1; }
+if [ ! -d "$CAMPAIGN/eval" ]; then
+  mkdir -p "$CAMPAIGN/eval.tmp" "$CAMPAIGN/extra.tmp"
+  for clip in "$SPEECH"/*.flac "$SPEECH"/*.wav; do
+    if is_eval "$clip"; then cp "$clip" "$CAMPAIGN/eval.tmp/"; else cp "$clip" "$CAMPAIGN/extra.tmp/"; fi
+  done
+  mv "$CAMPAIGN/extra.tmp" "$CAMPAIGN/extra" && mv "$CAMPAIGN/eval.tmp" "$CAMPAIGN/eval"
+fi
+# Training data: train-mini plus the other speech clips (speakers of train-mini), 3 s segments.
+if [ ! -f "$CAMPAIGN/prep/manifest.jsonl" ]; then
+  rm -rf "$CAMPAIGN/prep"
+  $DMCODEC prep "$CORPUS" "$CAMPAIGN/extra" -o "$CAMPAIGN/prep" --segment-seconds 3 --valid-fraction 0.03
+fi
+
+last_step() { ls "$RUN/checkpoints" 2>/dev/null | sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' | sort -n | tail -1; }
+
+while [ ! -e "$CAMPAIGN/STOP" ]; do
+  step=$(last_step); step=${step:-0}
+  [ "$step" -ge "$STEPS" ] && break
+  target=$(( (step / CHUNK + 1) * CHUNK ))
+  start=$(date +%s)
+  if [ -f "$RUN/run.json" ]; then
+    nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" --out "$RUN" --teacher none \
+      --resume --max-steps "$target" --cpu --quiet
+  else
+    nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" --out "$RUN" --teacher none \
+      --init "$INIT" --max-steps "$target" --cpu --quiet
+  fi
+  seconds=$(( $(date +%s) - start ))
+  nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
+    --json "$CAMPAIGN/eval-$target.json" >/dev/null
+  python3 - "$RUN" "$CAMPAIGN" "$target" "$seconds" <<'EOF'
+import json, sys
+run, campaign, step, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+valid = [r for r in map(json.loads, open(f"{run}/metrics.jsonl")) if r.get("split") == "valid" and r["step"] <= step]
+summary = json.load(open(f"{campaign}/eval-{step}.json"))["summary"]
+summary = summary.get("8", summary)  # per --n-q block, else the pooled one
+row = {"step": step, "chunk_seconds": seconds, "valid_mel_error": valid[-1]["mel_error"] if valid else None}
+row.update({k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance") if k in summary})
+with open(f"{campaign}/curve.jsonl", "a") as f:
+    f.write(json.dumps(row) + "\n")
+print(json.dumps(row))
+EOF
+done
