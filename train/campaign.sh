@@ -35,7 +35,7 @@ if [ ! -f "$CAMPAIGN/prep/manifest.jsonl" ]; then
   $DMCODEC prep "$CORPUS" "$CAMPAIGN/extra" -o "$CAMPAIGN/prep" --segment-seconds 3 --valid-fraction 0.03
 fi
 
-last_step() { ls "$RUN/checkpoints" 2>/dev/null | sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' | sort -n | tail -1; }
+last_step() { ls "$RUN/checkpoints" 2>/dev/null | sed -n 's/^step-0*\([0-9][0-9]*\)$/\1/p' | sort -n | tail -1 || true; }
 
 while [ ! -e "$CAMPAIGN/STOP" ]; do
   step=$(last_step); step=${step:-0}
