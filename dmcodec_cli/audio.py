@@ -153,9 +153,46 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
     beyond [-1, 1] are clipped by the integer formats.
     """
     path = Path(path)
+    fmt, subtype = _write_format(path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, format=fmt, subtype=subtype)
+
+
+def _write_format(path: Path) -> tuple[str, str]:
+    """(soundfile format, subtype) that ``path``'s extension asks for; DmcodecError for any other."""
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
         raise DmcodecError(f"{path}: cannot write audio with extension {path.suffix!r}; use .wav, .flac or .ogg")
-    subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.asarray(samples, dtype=np.float32), sample_rate, format=fmt, subtype=subtype)
+    return fmt, "VORBIS" if fmt == "OGG" else "PCM_16"
+
+
+class AudioWriter:
+    """Mono audio written block by block, as ``save_audio`` writes it whole (same formats, subtype and
+    clipping), so a long signal need never be held. A context manager: the blocks go to a temporary
+    name beside ``path``, renamed into place when the ``with`` block ends without an error and removed
+    when it raises, so ``path`` is whole or untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int):
+        self.path = Path(path)
+        self.format, self.subtype = _write_format(self.path)
+        self.sample_rate = sample_rate
+        self.samples_written = 0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "AudioWriter":
+        with self._stack:
+            tmp = self._stack.enter_context(atomic_path(self.path))
+            self.file = self._stack.enter_context(
+                sf.SoundFile(tmp, "w", self.sample_rate, 1, self.subtype, format=self.format))
+            self._stack = self._stack.pop_all()  # opened: kept open until __exit__
+        return self
+
+    def write(self, samples: np.ndarray) -> None:
+        """Append samples [l] (float; beyond [-1, 1] clipped by the integer formats)."""
+        self.file.write(np.asarray(samples, dtype=np.float32))
+        self.samples_written += len(samples)
+
+    def __exit__(self, *exc) -> bool | None:
+        # closes the file first, then atomic_path renames (no exception) or removes the temporary
+        return self._stack.__exit__(*exc)
