@@ -17,7 +17,8 @@ from ..model import DMCodec
 from .distributed import Rank
 from .engine import BatchEncoder, EngineOptions
 from .inputs import Item
-from .journal import Journal
+from .journal import Journal, kill_point
+from .lock import StoreLock
 from .loader import Loaded, length_batches, read_audio
 from .progress import Quiet
 from .store import CodeStore, Entry, StoreMeta, StoreWriter
@@ -78,18 +79,43 @@ class StoreSink:
         self.journal = Journal(path.with_name(path.name + ".work"), meta, rank.rank,
                                options.commit_every, options.commit_seconds)
         self.failures_path = path.with_name(path.stem + ".failures.tsv")
+        self.lock = StoreLock(path)
+
+    @property
+    def owner(self) -> bool:
+        """The process that locks the store, recovers the journal and writes the store (rank 0 of a run)."""
+        return self.rank.is_main or not self.rank.launched
 
     def prepare(self) -> set[str]:
-        """Check the existing store's model; clean what a kill left; return the ids already done."""
-        done: set[str] = set()
+        """Lock the store, check its model, recover what a kill left; return the ids already done.
+
+        Refused (DmcodecError, on every rank) without touching the store or journal when another run
+        holds the lock."""
+        error = None
+        if self.owner:
+            try:
+                self.lock.acquire()
+                self._recover()
+            except DmcodecError as exc:
+                error = str(exc)
+        errors = [e for e in self.rank.gather(error) if e]  # also the meeting point: recovered before read
+        if errors:
+            self.lock.release()
+            raise DmcodecError(errors[0])
+        done = self.journal.done_ids()
+        if self.path.exists():
+            with CodeStore(self.path) as store:
+                done.update(store.ids)
+        return done
+
+    def _recover(self) -> None:
+        """Under the lock: refuse a store of another model; delete a kill's temporary store and damaged segments."""
         if self.path.exists():
             with CodeStore(self.path) as store:
                 self.meta.check_compatible(store.meta, str(self.path))
-                done.update(store.ids)
-        if self.rank.is_main:
-            self.journal.clean_orphans()
-        self.rank.barrier()
-        return done | self.journal.done_ids()
+        self.path.with_name(f".{self.path.name}.tmp").unlink(missing_ok=True)  # StoreWriter's temporary file
+        self.journal.recover()
+        self.journal.done_ids()  # another model's unfinished journal is refused here, on the owner
 
     def add(self, entry: Entry) -> None:
         self.journal.add(entry)
@@ -98,8 +124,16 @@ class StoreSink:
         self.journal.commit()
 
     def finalize(self, items: list[Item]) -> None:
-        """Existing store + journal -> new store (renamed into place), new entries in input order."""
-        position = {item.id: i for i, item in enumerate(items)}
+        """Existing store + journal -> new store (renamed into place), new entries in input order; then the
+        journal is removed and the lock let go. A kill at any point: the next run completes to the same store."""
+        try:
+            self._write_store({item.id: i for i, item in enumerate(items)})
+            kill_point("finalize:renamed")
+            self.journal.remove()
+        finally:
+            self.lock.release()
+
+    def _write_store(self, position: dict[str, int]) -> None:
         old = CodeStore(self.path) if self.path.exists() else None
         try:
             taken = set(old.ids) if old else set()
@@ -110,10 +144,10 @@ class StoreSink:
                     if old:
                         writer.add_all(old.entries())
                     writer.add_all(new[name] for name in order)
+                    kill_point("finalize:writing")
         finally:
             if old:
                 old.close()
-        self.journal.remove()
 
 
 class NpyTreeSink:
