@@ -154,6 +154,6 @@ def test_a_tensor_mapping_that_is_not_dm_codec(tmp_path):
 def test_config_validation_is_strict():
     with pytest.raises(DmcodecError, match="unknown codec config keys: n_filter"):
         CodecConfig.from_dict({"n_filter": 8})
-    with pytest.raises(DmcodecError, match="n_q must be a positive integer"):
+    with pytest.raises(DmcodecError, match=r"n_q must be from 1 to 64, got 0"):
         CodecConfig(n_q=0)
     assert CodecConfig().frame_rate == 50 and CodecConfig().bitrate() == 4000
