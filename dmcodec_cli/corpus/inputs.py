@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import DmcodecError
+from ..walk import has_extension, walk_files
 
 MANIFEST_EXTENSIONS = (".txt", ".list", ".jsonl")
 
@@ -43,14 +44,10 @@ def _relative_id(path: Path, root: Path) -> str:
 
 
 def walk_folder(root: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Item]:
-    """Audio files under ``root`` (recursively, symlinks followed, hidden names skipped), sorted by id."""
-    items = []
-    for folder, dirs, files in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in extensions:
-                path = Path(folder) / name
-                items.append(Item(_relative_id(path, root), path))
+    """Audio files under ``root``, sorted by id, walked by the one policy of ``walk.walk_files`` (links
+    followed, every real file once, hidden names skipped; ids of non-UTF-8 names escape the bytes)."""
+    items = [Item(Path(found.relative).with_suffix("").as_posix(), found.path)
+             for found in walk_files(root, has_extension(extensions))]
     return sorted(items, key=lambda item: item.id)
 
 

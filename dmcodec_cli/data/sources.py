@@ -18,6 +18,7 @@ import soundfile as sf
 
 from ..audio import AUDIO_EXTENSIONS, load_audio, resample, validate_samples
 from ..errors import DmcodecError
+from ..walk import has_extension, printable, walk_files
 
 PATH_COLUMNS = ("path", "file", "audio", "audio_path", "wav", "filename")
 SPEAKER_COLUMNS = ("speaker", "speaker_id", "spk", "client_id")
@@ -36,10 +37,12 @@ class Utterance:
     load: Callable[[int], np.ndarray]
 
 
-def utterance_id(relative: str) -> str:
-    """An id from a relative path: the extension dropped, path separators turned into '__'."""
+def utterance_id(relative: str, backslash_separates: bool = True) -> str:
+    """An id from a relative path: the extension dropped, path separators turned into '__' (a backslash is
+    one too unless ``backslash_separates`` is False: a walked name's ``\\xNN`` escapes stay as they are)."""
     stem = relative.rsplit(".", 1)[0] if Path(relative).suffix.lower() in AUDIO_EXTENSIONS else relative
-    return stem.replace("\\", "/").replace("/", "__")
+    stem = stem.replace("\\", "/") if backslash_separates else stem
+    return stem.replace("/", "__")
 
 
 def _clean(value: object) -> str | None:
@@ -93,15 +96,19 @@ def folder_metadata(folder: Path) -> dict[str, dict]:
 
 
 def folder_source(folder: Path) -> Iterator[Utterance]:
-    """Every audio file under ``folder`` (recursively, sorted); speaker and text from its metadata files."""
+    """Every audio file under ``folder`` (walked by the policy of ``walk.walk_files``: links followed, every
+    real file once, hidden names skipped, sorted); speaker and text from its metadata files.
+
+    A name that is not valid UTF-8 gets an id and a ``source`` with its bytes escaped (``\\xff``); its
+    audio is still read from the real path.
+    """
     metadata = folder_metadata(folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()
-                   and not p.name.startswith("."))
-    for path in files:
-        relative = path.relative_to(folder).as_posix()
-        meta = metadata.get(relative, {})
-        yield Utterance(utterance_id(relative), str(path.resolve()), meta.get("speaker"), meta.get("text"),
-                        _file_loader(path))
+    for found in walk_files(folder, has_extension(AUDIO_EXTENSIONS)):
+        meta = metadata.get(found.relative, {})
+        source = printable(found.path.resolve())
+        uid = utterance_id(found.relative, backslash_separates=False)
+        yield Utterance(uid, source, meta.get("speaker"), meta.get("text"),
+                        _file_loader(found.path))
 
 
 def manifest_source(manifest: Path) -> Iterator[Utterance]:

@@ -124,7 +124,7 @@ def store_inputs(store: "CodeStore", audio_dir: Path) -> list[Pair]:
     (the store's ids are paths relative to the encoded folder, without extension)."""
     if not audio_dir.is_dir():
         raise DmcodecError(f"{audio_dir}: no such folder (--audio must be the folder the store was encoded from)")
-    by_id = {path.relative_to(audio_dir).with_suffix("").as_posix(): path for path in audio_files(audio_dir)}
+    by_id = {Path(file.relative).with_suffix("").as_posix(): file.path for file in audio_files(audio_dir)}
     return [Pair(name, by_id.get(name, audio_dir / name), None, stem=name) for name in store.ids]
 
 

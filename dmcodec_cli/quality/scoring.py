@@ -19,6 +19,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..audio import AUDIO_EXTENSIONS, load_audio
 from ..errors import DmcodecError
+from ..walk import Found, has_extension, printable, walk_files
 from . import plots
 from .asr import Transcriber, normalize_text
 from .metrics import METRIC_RATE, METRICS, NO_ASR, MetricValue, Missing, signal_metrics, to_metric_rate, wer, wil
@@ -32,10 +33,10 @@ Progress = Callable[[str], None]
 # ---------------------------------------------------------------- inputs
 
 
-def audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder`` (recursive, sorted, hidden files skipped)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def audio_files(folder: Path) -> list[Found]:
+    """Audio files under ``folder``, sorted by relative name (``walk.walk_files``: links followed, every
+    real file once, hidden names skipped; relative names of non-UTF-8 names escape the bytes)."""
+    return walk_files(folder, has_extension(AUDIO_EXTENSIONS))
 
 
 @dataclass
@@ -57,18 +58,18 @@ def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]
     match no reference.
     """
     if reference.is_file() and degraded.is_file():
-        return [Pair(reference.name, reference, degraded)], []
+        return [Pair(printable(reference.name), reference, degraded)], []
     if not (reference.is_dir() and degraded.is_dir()):
         for path in (reference, degraded):
             if not path.exists():
                 raise DmcodecError(f"{path}: no such file or folder")
         raise DmcodecError(f"{reference}, {degraded}: give two audio files or two folders, not one of each")
     candidates: dict[Path, list[Path]] = {}
-    for path in audio_files(degraded):
-        candidates.setdefault(path.relative_to(degraded).with_suffix(""), []).append(path)
+    for file in audio_files(degraded):
+        candidates.setdefault(Path(file.relative).with_suffix(""), []).append(file.path)
     pairs, used = [], set()
-    for path in audio_files(reference):
-        relative = path.relative_to(reference)
+    for file in audio_files(reference):
+        relative, path = Path(file.relative), file.path
         found = sorted(candidates.get(relative.with_suffix(""), []), key=lambda p: p.suffix != path.suffix)
         pairs.append(Pair(relative.as_posix(), path, found[0] if found else None))
         used.update(found[:1])
@@ -81,12 +82,12 @@ def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]
 def roundtrip_inputs(source: Path) -> list[Pair]:
     """Audio files to roundtrip: the file itself or the audio files of a folder (``degraded`` None)."""
     if source.is_file():
-        return [Pair(source.name, source, None)]
+        return [Pair(printable(source.name), source, None)]
     if source.is_dir():
         files = audio_files(source)
         if not files:
             raise DmcodecError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
-        return [Pair(p.relative_to(source).as_posix(), p, None) for p in files]
+        return [Pair(file.relative, file.path, None) for file in files]
     raise DmcodecError(f"{source}: no such file or folder")
 
 
