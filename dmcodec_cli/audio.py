@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,30 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return soxr.resample(samples, source_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
 
 
+#: The largest peak level accepted, 60 dB above full scale. Float files may go somewhat past 1.0 (an
+#: unnormalised mix, inter-sample overs), but no recording is meant at 1000x full scale: such levels come
+#: from a wrong scale (int samples stored as float, a gain bug), and the codec then gives codes of
+#: silence without a word, so they are refused.
+MAX_PEAK = 1000.0
+
+
+def check_levels(samples: np.ndarray, path: str | os.PathLike) -> None:
+    """Refuse samples (any shape) that are NaN / inf or whose peak exceeds ``MAX_PEAK``; empty passes."""
+    if samples.size == 0:
+        return
+    peak = float(np.max(np.abs(samples)))
+    if not np.isfinite(peak):
+        raise DmcodecError(f"{path}: the audio has NaN or infinite samples; fix or re-export the file")
+    if peak > MAX_PEAK:
+        raise DmcodecError(f"{path}: the audio's peak level is {peak:.4g}, more than {MAX_PEAK:g} (60 dB above "
+                           "full scale); samples must lie in about [-1, 1]: rescale or re-export the file")
+
+
 def validate_samples(samples: np.ndarray, path: str | os.PathLike) -> None:
-    """Refuse audio no model can use: empty, or with NaN / inf samples."""
+    """Refuse audio no model can use: empty, with NaN / inf samples, or a peak beyond ``MAX_PEAK``."""
     if samples.size == 0:
         raise DmcodecError(f"{path}: the audio is empty (0 samples); give a file with sound in it")
-    if not np.isfinite(samples).all():
-        raise DmcodecError(f"{path}: the audio has NaN or infinite samples; fix or re-export the file")
+    check_levels(samples, path)
 
 
 @contextlib.contextmanager
@@ -70,7 +89,40 @@ def _reading(path: Path) -> Iterator[None]:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DmcodecError(f"{path}: not a readable audio file ({reason})") from None
     except OSError as exc:
-        raise DmcodecError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise _os_error(path, exc) from None
+
+
+def _os_error(path: Path, exc: OSError) -> DmcodecError:
+    if isinstance(exc, PermissionError):
+        return DmcodecError(f"{path}: permission denied; make the file readable (chmod) or give another one")
+    return DmcodecError(f"{path}: cannot read ({exc.strerror or exc})")
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a path that is not a regular file is, in words (None for a regular file)."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _check_openable(path: Path) -> None:
+    """Refuse a path that is missing, not a regular file, or not readable, with the cause named.
+
+    A FIFO or a device is refused before it is opened (reading one could block for ever)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise DmcodecError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    kind = _special_kind(info.st_mode)
+    if kind is not None:
+        raise DmcodecError(f"{path}: is {kind}, not an audio file; give a regular audio file")
+    with _reading(path):
+        os.close(os.open(path, os.O_RDONLY))
 
 
 class AudioReader:
@@ -80,10 +132,9 @@ class AudioReader:
 
     def __init__(self, path: str | os.PathLike, sample_rate: int):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DmcodecError(f"{self.path}: no such file")
+        _check_openable(self.path)
         with _reading(self.path):
-            self.file = sf.SoundFile(self.path)
+            self.file = sf.SoundFile(os.fsencode(self.path))  # bytes: names that are not UTF-8 open too
         self.format = AudioFormat(sample_rate, self.file.samplerate, self.file.channels)
         self.samples_read = 0  #: at ``sample_rate``, so far
 
@@ -118,8 +169,7 @@ class AudioReader:
         frames = max(1, int(seconds * source_rate))
         while True:
             data = self._next(frames)
-            if not np.isfinite(data).all():
-                validate_samples(data, self.path)
+            check_levels(data, self.path)
             last = len(data) < frames
             block = _mono(data) if stream is None else stream.resample_chunk(_mono(data), last=last)
             self.samples_read += len(block)
