@@ -13,7 +13,7 @@ from ..inference import decode_codes, encode_samples
 from ..model import DMCodec
 from . import plots
 from .asr import Transcriber
-from .metrics import to_metric_rate
+from .metrics import METRIC_RATE, log_mel_module, to_metric_rate
 from .scoring import Journal, Pair, Progress, audio_files, error_row, plot_pair, score_arrays, text_reference
 
 if TYPE_CHECKING:
@@ -102,9 +102,10 @@ def _roundtrip_one(pair: Pair, model: DMCodec, levels: Sequence[int], several: b
                    stored_codes: StoredCodes | None) -> list[dict]:
     try:
         audio = load_audio(pair.reference, model.sample_rate)
+        reference16 = to_metric_rate(audio.samples, model.sample_rate)
+        check_long_enough(pair.reference, reference16)
     except DmcodecError as exc:
         return [error_row(pair.name, k, str(exc)) for k in levels]
-    reference16 = to_metric_rate(audio.samples, model.sample_rate)
     text = text_reference(pair.name, reference16, asr, texts) if asr is not None else None
     rows = []
     codes = stored_codes(pair.name) if stored_codes is not None else None
@@ -117,6 +118,15 @@ def _roundtrip_one(pair: Pair, model: DMCodec, levels: Sequence[int], several: b
         row = score_arrays(pair.name, k, reference16, degraded16, asr, text)
         rows.append({**row, "bitrate_bps": model.config.bitrate(k)})
     return rows
+
+
+def check_long_enough(path: Path, reference16: np.ndarray) -> None:
+    """Refuse a clip [L] at 16 kHz too short to score: the mel distance and the plots need more samples
+    than half their FFT (the reflect padding). The caller makes it a failed row; the folder goes on."""
+    shortest = log_mel_module().n_fft // 2
+    if len(reference16) <= shortest:
+        raise DmcodecError(f"{path}: too short to roundtrip ({len(reference16)} samples at {METRIC_RATE} Hz); "
+                           f"a clip needs more than {shortest} samples ({shortest / METRIC_RATE * 1000:g} ms)")
 
 
 def store_inputs(store: "CodeStore", audio_dir: Path) -> list[Pair]:

@@ -22,7 +22,8 @@ from ..errors import DmcodecError
 from ..walk import Found, has_extension, printable, walk_files
 from . import plots
 from .asr import Transcriber, normalize_text
-from .metrics import METRIC_RATE, METRICS, NO_ASR, MetricValue, Missing, signal_metrics, to_metric_rate, wer, wil
+from .metrics import (METRIC_RATE, METRICS, NO_ASR, MetricValue, Missing, log_mel_module, signal_metrics,
+                      to_metric_rate, wer, wil)
 from .report import corpus_text_metrics, summarize, summarize_by_n_q
 
 FORMAT = "dmcodec-quality"
@@ -258,6 +259,10 @@ def plot_pair(path: Path, reference16: np.ndarray, degraded16: np.ndarray, title
     if reason is not None:
         if f"plots skipped: {reason}" not in notes:
             notes.append(f"plots skipped: {reason}")
+        return
+    shortest = log_mel_module().n_fft // 2
+    if min(len(reference16), len(degraded16)) <= shortest:  # the spectrogram's reflect padding needs more
+        notes.append(f"{title}: no plot, too short for a spectrogram (needs more than {shortest} samples)")
         return
     plots.spectrogram_png(path, reference16, degraded16, title)
 
