@@ -18,10 +18,11 @@ from ..corpus.engine import DTYPES, EngineOptions
 from ..corpus.inputs import Item, collect_inputs, is_manifest, parse_extensions
 from ..corpus.progress import RichProgress
 from ..corpus.report import decode_store, store_summary
-from ..corpus.runner import RunOptions, is_store_path, tokenize_corpus
+from ..corpus.runner import RunOptions, check_failures_file, is_store_path, tokenize_corpus
 from ..corpus.store import merge_stores, read_meta
 from ..corpus.windows import WindowPlan
 from ..errors import DmcodecError
+from ..outputs import STORE_SUFFIXES, check_file_output, check_folder_output, check_writable, refuse_inputs
 from ..registry import load_model, pick_device
 from .common import console, console_err, print_json
 
@@ -41,16 +42,30 @@ class CorpusArgs:
     shard_index: int = 0
     commit_every: int = 256
 
+    MAX_WORKERS = 64  #: reading processes: beyond this they only compete for the same cores and disk
+    MAX_COMMIT_EVERY = 1_000_000  #: utterances per journal segment: a crash costs at most this many
+
     def run_options(self, n_q: Optional[int]) -> RunOptions:
-        if self.dtype not in DTYPES:
-            raise DmcodecError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.batch_seconds <= 0 or self.workers < 0 or self.commit_every < 1:
-            raise DmcodecError("--batch-seconds must be > 0, --workers >= 0 and --commit-every >= 1")
+        """The validated options of a run; any value that cannot be meant is one DmcodecError naming the
+        option and what is allowed (the checks live in WindowPlan / EngineOptions / check_shard)."""
+        import re
+
+        from ..corpus.distributed import check_shard
+
+        if not 0 <= self.workers <= self.MAX_WORKERS:
+            raise DmcodecError(f"--workers must be in 0..{self.MAX_WORKERS} (audio reading processes; 0 reads in "
+                               f"the main process), got {self.workers}")
+        if not 1 <= self.commit_every <= self.MAX_COMMIT_EVERY:
+            raise DmcodecError(f"--commit-every must be in 1..{self.MAX_COMMIT_EVERY} (utterances per "
+                               f"crash-safe commit), got {self.commit_every}")
+        check_shard(self.num_shards, self.shard_index)
         try:
             windows = WindowPlan(self.window_seconds, self.context_seconds, self.whole_seconds)
-        except ValueError as exc:
-            raise DmcodecError(f"--window-seconds / --context-seconds / --whole-seconds: {exc}") from None
-        engine = EngineOptions(self.batch_seconds, windows, self.dtype, n_q)
+            engine = EngineOptions(self.batch_seconds, windows, self.dtype, n_q)
+        except ValueError as exc:  # the library names its fields: window_seconds -> --window-seconds
+            text = re.sub(r"\b(window|context|whole|batch)_seconds\b|\bdtype\b|\bn_q\b",
+                          lambda m: "--" + m.group(0).replace("_", "-"), str(exc))
+            raise DmcodecError(text) from None
         return RunOptions(engine, self.workers, commit_every=self.commit_every)
 
 
@@ -68,8 +83,24 @@ def drop_decoder(codec):
     return codec
 
 
+def check_corpus_output(input: Path, output: str, overwrite: bool) -> None:
+    """Before the model loads: the store or folder can be written, is not the input, and its failures file (if
+    any) is one dmcodec wrote. What is inside is checked by the run (another model, files not ours, ids)."""
+    path = Path(output)
+    if is_store_path(output) and not output.endswith(("/", "\\")):
+        refuse_inputs([path], [input])
+        if path.is_dir():
+            raise DmcodecError(f"{path}: is a folder, not a code store file; give -o NAME.h5 or -o DIR/ for .npy files")
+        check_writable(path)
+        check_failures_file(path.with_name(path.stem + ".failures.tsv"), overwrite)
+    else:
+        check_folder_output(path, inputs=[input])
+        check_failures_file(path / "failures.tsv", overwrite)
+
+
 def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[int], device: str,
-                  args: CorpusArgs, json_out: bool) -> None:
+                  args: CorpusArgs, json_out: bool, overwrite: bool = False) -> None:
+    check_corpus_output(input, output, overwrite)
     rank = from_environment(args.num_shards, args.shard_index)
     try:
         codec = drop_decoder(load_model(model, rank.device(device)))
@@ -81,7 +112,8 @@ def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[
         else:
             items = collect_inputs(input, parse_extensions(args.extensions))
         progress = RichProgress(console_err, disable=not rank.is_main and rank.launched)
-        summary = tokenize_corpus(codec, items, output, options, rank, progress)
+        refuse_inputs([output], [item.path for item in items])
+        summary = tokenize_corpus(codec, items, output, options, rank, progress, overwrite)
     finally:
         rank.close()
     if rank.is_main or not rank.launched:
@@ -102,14 +134,23 @@ def report(summary: dict, json_out: bool) -> None:
 
 
 def decode_corpus(store: Path, outdir: Path, ids: Optional[str], model: Optional[str], device: str,
-                  json_out: bool) -> None:
+                  json_out: bool, overwrite: bool = False) -> None:
+    """A store -> ``outdir/<id>.wav``; exits 1 when some ids failed (listed in ``outdir/failures.tsv``)."""
+    check_folder_output(outdir, inputs=[store])
+    check_failures_file(outdir / "failures.tsv", overwrite)
     codec = load_model(model, pick_device(device))
     chosen = [name.strip() for name in ids.split(",") if name.strip()] if ids else None
-    written = decode_store(codec, store, outdir, chosen, progress=RichProgress(console_err))
+    summary = decode_store(codec, store, outdir, chosen, progress=RichProgress(console_err), overwrite=overwrite)
+    written, failed = len(summary.written), len(summary.failures)
     if json_out:
-        print_json({"input": str(store), "output": str(outdir), "written": len(written)})
-        return
-    console.print(f"{store} -> {outdir}: {len(written)} audio files at {codec.sample_rate} Hz")
+        print_json({"input": str(store), "output": str(outdir), "written": written, "failed": failed,
+                    "failures_file": summary.failures_file})
+    else:
+        console.print(f"{store} -> {outdir}: {written} audio files at {codec.sample_rate} Hz, {failed} failed")
+    if failed:
+        console_err.print(f"[yellow]{failed} utterance(s) not decoded; reasons in {summary.failures_file}[/]",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def info_store(path: Path, json_out: bool) -> None:
@@ -136,8 +177,10 @@ def merge(
     output: Path = typer.Argument(..., help="Store to write (.h5)."),
     inputs: list[Path] = typer.Argument(..., help="Stores to combine, in this order (same model)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT (never one of the inputs)."),
 ) -> None:
     """Combine code stores (e.g. one per machine) into one; an id seen twice keeps its first copy."""
+    check_file_output(output, STORE_SUFFIXES, "a code store", inputs=inputs, overwrite=overwrite, option="OUTPUT")
     for path in inputs:
         read_meta(path)  # a clear error for a missing or foreign file before any writing
     summary = merge_stores(output, inputs)

@@ -57,16 +57,44 @@ class Rank:
             torch.distributed.destroy_process_group()
 
 
+def _environment_int(name: str, default: str | None) -> int:
+    """A whole number from the environment (torchrun's variables); ``default`` None: it must be set."""
+    from ..errors import DmcodecError
+
+    text = os.environ.get(name, default)
+    if text is None:
+        raise DmcodecError(f"WORLD_SIZE is set in the environment but {name} is not; start with torchrun, or "
+                           "unset WORLD_SIZE to run one process")
+    try:
+        return int(text)
+    except ValueError:
+        raise DmcodecError(f"{name}={text!r} in the environment is not a whole number; it is set by torchrun "
+                           "(unset it to run one process)") from None
+
+
+def check_shard(num_shards: int, shard_index: int) -> None:
+    """Raise DmcodecError unless ``num_shards >= 1`` and ``0 <= shard_index < num_shards``."""
+    from ..errors import DmcodecError
+
+    if not num_shards >= 1:
+        raise DmcodecError(f"--num-shards must be at least 1 (the number of shares), got {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise DmcodecError(f"--shard-index must be in 0..{num_shards - 1} (one of the {num_shards} shares), "
+                           f"got {shard_index}")
+
+
 def from_environment(num_shards: int = 1, shard_index: int = 0, timeout_hours: float = 48.0) -> Rank:
     """The rank of this process: torchrun's if launched by it, else the manual shard."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = _environment_int("WORLD_SIZE", "1")
     if world > 1:
+        rank, local_rank = _environment_int("RANK", None), _environment_int("LOCAL_RANK", "0")
+        if not 0 <= rank < world:
+            from ..errors import DmcodecError
+
+            raise DmcodecError(f"RANK={rank} in the environment is not in 0..{world - 1} (WORLD_SIZE={world})")
         if not torch.distributed.is_initialized():
             # the barrier waits for the slowest rank's whole share: a long timeout
             torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(hours=timeout_hours))
-        return Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), True)
-    if not 0 <= shard_index < num_shards:
-        from ..errors import DmcodecError
-
-        raise DmcodecError(f"--shard-index must be in [0, {num_shards - 1}], got {shard_index}")
+        return Rank(rank, world, local_rank, True)
+    check_shard(num_shards, shard_index)
     return Rank(shard_index, num_shards, 0, False)

@@ -14,6 +14,7 @@ frames with the reference model and 99.997 % with dmcodec-mini (see docs/corpus.
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from ..model import DMCodec
 from .time_major import TimeMajorEncoder
 from .windows import Piece, WindowPlan, budget_groups, plan_pieces, stitch
 
+MAX_BATCH_SECONDS = 86400.0  #: a day of audio per batch: more is not meant (the budget is held in memory)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -36,6 +38,16 @@ class EngineOptions:
     windows: WindowPlan = WindowPlan()
     dtype: str = "fp32"  #: encoder arithmetic: fp32 (reference codes), or bf16 / fp16 (faster, codes differ slightly)
     n_q: int | None = None  #: codebooks to keep (default: all)
+
+    def __post_init__(self) -> None:
+        """Refuse values that cannot be meant (ValueError naming the field and what is allowed)."""
+        batch = self.batch_seconds
+        if not (isinstance(batch, (int, float)) and math.isfinite(batch) and 0 < batch <= MAX_BATCH_SECONDS):
+            raise ValueError(f"batch_seconds must be a number of seconds in (0, {MAX_BATCH_SECONDS:g}], got {batch}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.n_q is not None and not (isinstance(self.n_q, int) and self.n_q >= 1):
+            raise ValueError(f"n_q must be a whole number >= 1, got {self.n_q!r}")
 
 
 class BatchEncoder:

@@ -8,6 +8,7 @@ then encoded in groups within an audio budget (``budget_groups``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -17,6 +18,17 @@ import torch
 from torch import Tensor
 
 T = TypeVar("T")
+
+
+MIN_WINDOW_SECONDS = 1.0  #: a shorter window is not meant: at 0.001 s an hour is 3.6 million windows
+MAX_PIECE_SECONDS = 3600.0  #: a piece is encoded at once, in memory: beyond an hour is not meant
+
+
+def _check_seconds(name: str, value: float, low: float, high: float, why: str = "") -> None:
+    """ValueError unless ``low <= value <= high`` (NaN and infinities fail)."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be a number of seconds in [{low:g}, {high:g}]"
+                         f"{f' ({why})' if why else ''}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,15 @@ class WindowPlan:
     whole_seconds: float = 32.0
 
     def __post_init__(self) -> None:
-        if self.window_seconds <= 0 or self.context_seconds < 0 or self.whole_seconds < 0:
-            raise ValueError("window_seconds must be > 0, context_seconds and whole_seconds >= 0")
+        """Refuse values that cannot be meant (ValueError naming the field and what is allowed)."""
+        _check_seconds("window_seconds", self.window_seconds, MIN_WINDOW_SECONDS, MAX_PIECE_SECONDS,
+                       f"a window keeps at least {MIN_WINDOW_SECONDS:g} s: shorter ones multiply the windows "
+                       "and their context work")
+        _check_seconds("context_seconds", self.context_seconds, 0.0, MAX_PIECE_SECONDS)
+        if not self.context_seconds < self.window_seconds:
+            raise ValueError(f"context_seconds must be less than window_seconds ({self.window_seconds:g}), "
+                             f"got {self.context_seconds:g}")
+        _check_seconds("whole_seconds", self.whole_seconds, 0.0, MAX_PIECE_SECONDS)
 
     @property
     def piece_seconds(self) -> float:
