@@ -56,8 +56,9 @@ def _torch_load(path: Path) -> object:
     except pickle.UnpicklingError as exc:
         raise DmcodecError(f"{path}: refused: the file holds Python objects other than tensors and loading "
                            f"it would run code ({_first_line(exc)}); only plain state dicts are accepted") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise DmcodecError(f"{path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, SafetensorError) as exc:
+        raise DmcodecError(f"{path}: not a readable PyTorch checkpoint, truncated or damaged "
+                           f"({_first_line(exc)})") from None
 
 
 def _normalise_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -70,22 +71,62 @@ def _normalise_keys(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
+def _file_kind(path: Path) -> str:
+    """What the first bytes say: ``zip`` (torch.save), ``pickle`` (torch's legacy format), ``safetensors``
+    (an 8-byte header length, then JSON) or ``?`` followed by the first bytes in hex."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise DmcodecError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\x80"):
+        return "pickle"
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000:
+        return "safetensors"
+    return "? " + (head[:8].hex(" ") or "empty")
+
+
+def _safetensors_load(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DmcodecError(f"{path}: not a readable safetensors file, truncated or damaged "
+                           f"({_first_line(exc)})") from None
+
+
+def _check_finite(state: dict[str, Tensor], path: Path) -> None:
+    """A tensor holding NaN / inf makes silent garbage (a NaN codebook gives all-zero codes): refuse it."""
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise DmcodecError(f"{path}: tensor {bad[0]}{more} holds NaN or inf values; the checkpoint is damaged "
+                           "(or its training diverged): use another checkpoint")
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a ``.safetensors`` file or a torch checkpoint: a bare state dict or ``{"generator": state_dict, ...}``."""
+    """Read a ``.safetensors`` file or a torch checkpoint: a bare state dict or ``{"generator": state_dict, ...}``.
+
+    The kind is told by the file's first bytes, not its name; every tensor must be finite."""
     path = Path(path)
     if not path.is_file():
         raise DmcodecError(f"{path}: no such checkpoint file")
-    if path.suffix == ".safetensors":
-        try:
-            state = load_file(path)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise DmcodecError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
-    else:
+    kind = _file_kind(path)
+    if kind == "safetensors":
+        state = _safetensors_load(path)
+    elif kind in ("zip", "pickle"):
         state = _torch_load(path)
         if isinstance(state, dict) and isinstance(state.get("generator"), dict):
             state = state["generator"]
+    else:
+        raise DmcodecError(f"{path}: neither a PyTorch checkpoint (zip) nor a safetensors file (first bytes: "
+                           f"{kind[2:]}); pass a .pt / .safetensors checkpoint or a model directory")
     if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
         raise DmcodecError(f"{path}: not a DM-Codec checkpoint (expected a mapping of names to tensors)")
+    if not all(isinstance(k, str) for k in state):
+        raise DmcodecError(f"{path}: not a DM-Codec checkpoint (tensor names must be strings)")
+    _check_finite(state, path)
     return _normalise_keys({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
 
 
@@ -93,42 +134,76 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
 
 def _shape(state: dict[str, Tensor], key: str, path: str) -> tuple[int, ...]:
     if key not in state:
-        raise DmcodecError(f"{path}: not a DM-Codec checkpoint (missing {key})")
+        raise DmcodecError(f"{path}: not a complete DM-Codec checkpoint (missing key {key})")
     return tuple(state[key].shape)
+
+
+def _indices(state: dict[str, Tensor], pattern: str) -> list[int]:
+    """The sorted distinct numbers captured by ``pattern`` (group 1) over every key."""
+    return sorted({int(m.group(1)) for k in state if (m := re.fullmatch(pattern, k))})
+
+
+def _size(state: dict[str, Tensor], prefix: str, names: tuple[str, ...], path: str) -> int:
+    """Dimension 0 of the first of ``prefix + name`` present (several tensors tell the same size)."""
+    for name in names:
+        if prefix + name in state and state[prefix + name].dim() >= 1:
+            return int(state[prefix + name].shape[0])
+    return _shape(state, prefix + names[0], path)[0]
 
 
 def infer_config(state: dict[str, Tensor], path: str = "checkpoint") -> CodecConfig:
     """Rebuild the architecture part of the config from tensor shapes (training keys keep defaults).
 
+    Counts (layers, codebooks) are read from every key of a module, so that a checkpoint missing one
+    key infers the right architecture and the loader then names that key as missing.
     ``dilation_base`` leaves no trace in the shapes; it keeps the default (2), which only matters for
     models with more than one residual layer per stage.
     """
-    conv_index = sorted({int(m.group(1)) for k in state
-                         if (m := re.fullmatch(r"encoder\.model\.(\d+)\.conv\.conv\.weight_v", k))})
+    try:
+        return _infer_config(state, path)
+    except (IndexError, ValueError, TypeError) as exc:
+        raise DmcodecError(f"{path}: not a DM-Codec checkpoint (tensor shapes do not fit the architecture: "
+                           f"{_first_line(exc)})") from None
+
+
+def _infer_config(state: dict[str, Tensor], path: str) -> CodecConfig:
+    conv = ("weight_v", "weight_g", "bias")
+    conv_index = _indices(state, r"encoder\.model\.(\d+)\.conv\.conv\.(?:weight_v|weight_g|bias)")
     if len(conv_index) < 2:
         raise DmcodecError(f"{path}: not a DM-Codec checkpoint (no SEANet encoder convolutions found)")
     first, *down, last = conv_index
-    n_filters = _shape(state, f"encoder.model.{first}.conv.conv.weight_v", path)[0]
-    dimension = _shape(state, f"encoder.model.{last}.conv.conv.weight_v", path)[0]
+    n_filters = _size(state, f"encoder.model.{first}.conv.conv.", conv, path)
+    dimension = _size(state, f"encoder.model.{last}.conv.conv.", conv, path)
     strides = [_shape(state, f"encoder.model.{i}.conv.conv.weight_v", path)[2] // 2 for i in reversed(down)]
-    res_blocks = {int(m.group(1)) for k in state if (m := re.fullmatch(r"encoder\.model\.(\d+)\.block\.1\..*weight_v", k))}
+    res_blocks = _indices(state, r"encoder\.model\.(\d+)\.(?:block|shortcut)\..*")
     n_residual = len([i for i in res_blocks if down and i < down[0]])
-    res_key = f"encoder.model.{min(res_blocks)}.block.1.conv.conv.weight_v" if res_blocks else None
-    lstm = [k for k in state if re.fullmatch(r"encoder\.model\.\d+\.lstm\.weight_ih_l\d+", k)]
-    codebooks = [k for k in state if re.fullmatch(r"quantizer\.vq\.layers\.\d+\._codebook\.embed", k)]
+    kernels = [tuple(state[k].shape)[2] for i in res_blocks
+               if (k := f"encoder.model.{i}.block.1.conv.conv.weight_v") in state]
+    lstm = _indices(state, r"encoder\.model\.\d+\.lstm\.(?:weight|bias)_(?:ih|hh)_l(\d+)(?:_reverse)?")
+    codebooks = _indices(state, r"quantizer\.vq\.layers\.(\d+)\..*")
     if not lstm or not codebooks:
         raise DmcodecError(f"{path}: not a DM-Codec checkpoint (no encoder LSTM or no codebooks found)")
-    codebook_size = _shape(state, "quantizer.vq.layers.0._codebook.embed", path)[0]
-    semantic = _shape(state, "transform.weight", path)[0] if "transform.weight" in state else dimension
-    return CodecConfig(
-        n_filters=n_filters, dimension=dimension, semantic_dimension=semantic, strides=tuple(strides),
-        n_residual_layers=n_residual, residual_kernel_size=_shape(state, res_key, path)[2] if res_key else 3,
-        lstm_layers=len(lstm), bidirectional=any(k.endswith("_reverse") for k in state),
-        codebook_size=codebook_size, n_q=len(codebooks),
-    )
+    codebook_size = _size(state, f"quantizer.vq.layers.{codebooks[0]}._codebook.", ("embed", "embed_avg", "cluster_size"),
+                          path)
+    has_transform = "transform.weight" in state or "transform.bias" in state
+    semantic = _size(state, "transform.", ("weight", "bias"), path) if has_transform else dimension
+    try:
+        return CodecConfig(
+            n_filters=n_filters, dimension=dimension, semantic_dimension=semantic, strides=tuple(strides),
+            n_residual_layers=n_residual, residual_kernel_size=kernels[0] if kernels else 3,
+            lstm_layers=max(lstm) + 1, bidirectional=any(k.endswith("_reverse") for k in state),
+            codebook_size=codebook_size, n_q=max(codebooks) + 1,
+        )
+    except DmcodecError as exc:
+        raise DmcodecError(f"{path}: the architecture read from its tensor shapes is refused: {exc}") from None
 
 
 # -- building models ------------------------------------------------------------------------------
+
+def _first_few(names: list[str], count: int = 3) -> str:
+    more = f", and {len(names) - count} more" if len(names) > count else ""
+    return ", ".join(names[:count]) + more
+
 
 def model_from_state_dict(state: dict[str, Tensor], config: CodecConfig | None = None,
                           path: str = "checkpoint") -> DMCodec:
@@ -142,9 +217,9 @@ def model_from_state_dict(state: dict[str, Tensor], config: CodecConfig | None =
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+            parts.append(f"{len(missing)} missing keys ({_first_few(missing)})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected keys ({_first_few(unexpected)})")
         if wrong:
             k = wrong[0]
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, "
@@ -196,9 +271,14 @@ def load_release(directory: str | os.PathLike) -> DMCodec:
     try:
         with safe_open(weights_path, "pt") as f:
             metadata = f.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        raise DmcodecError(f"{weights_path}: not a readable safetensors file ({_first_line(exc)})") from None
-    version = int(metadata.get("format_version", RELEASE_FORMAT_VERSION))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise DmcodecError(f"{weights_path}: not a readable safetensors file, truncated or damaged "
+                           f"({_first_line(exc)})") from None
+    version_text = str(metadata.get("format_version", RELEASE_FORMAT_VERSION))
+    if not version_text.isdigit():
+        raise DmcodecError(f"{weights_path}: format_version {version_text!r} in its metadata is not a number; "
+                           "the model directory is damaged: convert the checkpoint again")
+    version = int(version_text)
     if version > RELEASE_FORMAT_VERSION:
         raise DmcodecError(f"{directory}: model format version {version} is newer than this dmcodec "
                            f"understands ({RELEASE_FORMAT_VERSION}); upgrade dmcodec")
