@@ -185,7 +185,8 @@ def test_bad_file_is_reported_and_the_rest_goes_on(tmp_path, speech_dir, capsys)
     assert result.code == 1
     report = json.loads(result.stdout)
     assert [Path(f["source"]).name for f in report["failures"]] == ["broken.wav"]
-    assert report["used_utterances"] == 11 and report["segments"] > 0
+    assert report["used_utterances"] == 10 and report["skipped"] == {"could not be read": 1}
+    assert report["segments"] > 0
     assert "broken.wav" in result.stderr and "Traceback" not in result.stderr
     assert len(read_manifest(tmp_path / "out" / "manifest.jsonl")) == report["segments"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +29,10 @@ from .splits import choose_subset, rng_for, split_groups, split_key
 
 SAMPLE_RATE = 16000
 PREP_FORMAT = "dmcodec-prep"
+MIN_SEGMENT_SECONDS = 0.02  #: one code frame (320 samples at 16 kHz)
+MAX_SEGMENT_SECONDS = 3600.0
+TOO_SHORT = "no segment under the tail rule (shorter than --min-tail-seconds, or --tail drop)"
+UNREADABLE = "could not be read"
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,10 @@ class PrepOptions:
     valid_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        if not self.segment_seconds > 0:
-            raise DmcodecError(f"--segment-seconds must be > 0, got {self.segment_seconds}")
+        seconds = self.segment_seconds
+        if not (math.isfinite(seconds) and MIN_SEGMENT_SECONDS <= seconds <= MAX_SEGMENT_SECONDS):
+            raise DmcodecError(f"--segment-seconds must lie in [{MIN_SEGMENT_SECONDS:g}, {MAX_SEGMENT_SECONDS:g}] "
+                               f"(at least one code frame, at most an hour), got {self.segment_seconds}")
         if self.tail not in TAIL_RULES:
             raise DmcodecError(f"--tail must be one of {', '.join(TAIL_RULES)}, got {self.tail!r}")
         if not 0 <= self.min_tail_seconds <= self.segment_seconds:
@@ -66,8 +73,9 @@ class PrepOptions:
 @dataclass
 class PrepReport:
     manifest: str
-    utterances: int = 0
-    used_utterances: int = 0
+    utterances: int = 0  #: given (outside the output folder)
+    chosen_utterances: int = 0  #: chosen by --ratio
+    used_utterances: int = 0  #: chosen and cut into at least one segment
     segments: int = 0
     train: int = 0
     valid: int = 0
@@ -77,6 +85,16 @@ class PrepReport:
     removed: int = 0
     split_by: str = "utterance"
     failures: list[dict] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  #: chosen but not used: reason -> utterances
+
+    def summary(self) -> str:
+        """One line: what was used of what was given, why the rest was skipped, what was written."""
+        chosen = f" ({self.chosen_utterances} chosen by --ratio)" if self.chosen_utterances != self.utterances else ""
+        skipped = "; ".join(f"{count} {reason}" for reason, count in self.skipped.items())
+        return (f"{self.used_utterances} of {self.utterances} utterances used{chosen}"
+                f"{f', skipped: {skipped}' if skipped else ''} -> {self.segments} segments "
+                f"({self.seconds / 3600:.2f} h; train {self.train}, valid {self.valid}, split by {self.split_by}); "
+                f"{self.written} written, {self.reused} already there, {self.removed} stale removed -> {self.manifest}")
 
 
 def segment_id(utterance: str, index: int) -> str:
@@ -149,7 +167,7 @@ def prepare(utterances: Iterable[Utterance], out_dir: str | os.PathLike, options
     report = PrepReport(manifest=str(out_dir / "manifest.jsonl"), utterances=len(utterances))
     chosen = choose_subset([utt.id for utt in utterances], options.ratio, options.seed)
     utterances = [utt for utt in utterances if utt.id in chosen]
-    report.used_utterances, report.split_by = len(utterances), _split_by(utterances)
+    report.chosen_utterances, report.split_by = len(utterances), _split_by(utterances)
     valid_groups = split_groups([split_key(u.id, u.speaker) for u in utterances], options.valid_fraction, options.seed)
     _check_ours(out_dir)
     if _previous_options(out_dir) != asdict(options):
@@ -159,9 +177,16 @@ def prepare(utterances: Iterable[Utterance], out_dir: str | os.PathLike, options
     segments: list[Segment] = []
     for done, utt in enumerate(utterances, 1):
         try:
-            segments += _cut_one(utt, out_dir, options, split_key(utt.id, utt.speaker) in valid_groups, report)
+            cut = _cut_one(utt, out_dir, options, split_key(utt.id, utt.speaker) in valid_groups, report)
         except DmcodecError as exc:
             report.failures.append({"source": utt.source, "error": str(exc)})
+            cut = None
+        if cut:
+            report.used_utterances += 1
+            segments += cut
+        else:
+            reason = UNREADABLE if cut is None else TOO_SHORT
+            report.skipped[reason] = report.skipped.get(reason, 0) + 1
         if progress:
             progress(done, len(utterances))
     report.removed += _remove_stale(out_dir, {s.path for s in segments})
