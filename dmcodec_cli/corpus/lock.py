@@ -69,6 +69,7 @@ class StoreLock:
             return
         for _ in range(20):  # the holder may delete the file between our open and our lock: try again
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)  # as the store's writer would
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise DmcodecError(f"{self.store}: cannot create its lock file {self.path} ({exc.strerror}); "
