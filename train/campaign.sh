@@ -42,13 +42,10 @@ while [ ! -e "$CAMPAIGN/STOP" ]; do
   [ "$step" -ge "$STEPS" ] && break
   target=$(( (step / CHUNK + 1) * CHUNK ))
   start=$(date +%s)
-  if [ -f "$RUN/run.json" ]; then
-    nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" --out "$RUN" --teacher none \
-      --resume --max-steps "$target" --cpu --quiet
-  else
-    nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" --out "$RUN" --teacher none \
-      --init "$INIT" --max-steps "$target" --cpu --quiet
-  fi
+  # a run started from a model resumes with the same --init (recorded beside it: INIT may change later)
+  [ -f "$RUN/run.json" ] && resume=--resume || { resume=; mkdir -p "$RUN"; echo "$INIT" > "$RUN.init"; }
+  nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" --out "$RUN" --teacher none \
+    --init "$(cat "$RUN.init")" $resume --max-steps "$target" --cpu --quiet
   seconds=$(( $(date +%s) - start ))
   nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
     --json "$CAMPAIGN/eval-$target.json" >/dev/null

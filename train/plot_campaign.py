@@ -1,0 +1,57 @@
+"""The learning curve of a training campaign: steps vs validation mel error and held-out STOI / PESQ-wb.
+
+    python train/plot_campaign.py ~/.cache/dmcodec/campaign-mini -o docs/mini_curve.png [--start-step 2260]
+
+Reads CAMPAIGN/curve.jsonl (written by train/campaign.sh, one row per chunk) and the run's metrics.jsonl
+(every validation of the run). ``--start-step`` shifts the steps by those of the model the run started from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("campaign", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("--run", type=Path, help="run folder (default: CAMPAIGN/run)")
+    parser.add_argument("--start-step", type=int, default=0, help="steps of the model the run started from")
+    args = parser.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = read_jsonl(args.campaign / "curve.jsonl")
+    valid = [r for r in read_jsonl((args.run or args.campaign / "run") / "metrics.jsonl") if r.get("split") == "valid"]
+    shift = args.start_step
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    top.plot([r["step"] + shift for r in valid], [r["mel_error"] for r in valid], ".-")
+    top.set_ylabel("validation mel error")
+    top.grid(alpha=0.3)
+    steps = [r["step"] + shift for r in curve]
+    bottom.plot(steps, [r.get("stoi") for r in curve], "o-", label="STOI")
+    bottom.set_ylabel("held-out STOI (8 codebooks)")
+    bottom.grid(alpha=0.3)
+    pesq = bottom.twinx()
+    pesq.plot(steps, [r.get("pesq_wb") for r in curve], "s--", color="tab:red", label="PESQ-wb")
+    pesq.set_ylabel("held-out PESQ-wb", color="tab:red")
+    bottom.set_xlabel("training step")
+    fig.suptitle(f"{args.campaign.name}: {len(curve)} chunks, "
+                 f"{sum(r.get('chunk_seconds', 0) for r in curve) / 3600:.1f} h of training")
+    fig.tight_layout()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.output, dpi=110)
+    print(args.output)
+
+
+if __name__ == "__main__":
+    main()
