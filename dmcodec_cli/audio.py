@@ -233,15 +233,27 @@ class AudioWriter:
     def __enter__(self) -> "AudioWriter":
         with self._stack:
             tmp = self._stack.enter_context(atomic_path(self.path))
-            self.file = self._stack.enter_context(
-                sf.SoundFile(tmp, "w", self.sample_rate, 1, self.subtype, format=self.format))
+            with self._writing():
+                self.file = self._stack.enter_context(
+                    sf.SoundFile(tmp, "w", self.sample_rate, 1, self.subtype, format=self.format))
             self._stack = self._stack.pop_all()  # opened: kept open until __exit__
         return self
 
     def write(self, samples: np.ndarray) -> None:
         """Append samples [l] (float; beyond [-1, 1] clipped by the integer formats)."""
-        self.file.write(np.asarray(samples, dtype=np.float32))
+        with self._writing():
+            self.file.write(np.asarray(samples, dtype=np.float32))
         self.samples_written += len(samples)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """libsndfile's errors (and its short writes, which soundfile only asserts) -> DmcodecError."""
+        try:
+            yield
+        except (sf.LibsndfileError, AssertionError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else "fewer samples written than given"
+            raise DmcodecError(f"{self.path}: cannot write the audio ({reason}); check the folder's "
+                               "permissions and free space") from None
 
     def __exit__(self, *exc) -> bool | None:
         # closes the file first, then atomic_path renames (no exception) or removes the temporary
