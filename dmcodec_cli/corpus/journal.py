@@ -177,7 +177,6 @@ class Journal:
             if not codes.with_name(codes.name[: -len(".codes.npy")] + ".json").exists():
                 codes.unlink(missing_ok=True)
 
-    clean_orphans = recover
 
     def remove(self) -> None:
         """Delete the journal (its utterances are in the store): commit marks first, then the rest.
