@@ -145,7 +145,7 @@ def bad_codes_cases(tmp_path):
         np.save(path, array)
         paths[name] = (path, message)
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    paths["pickled objects"] = (tmp_path / "objects.npy", "not a readable .npy code file")
+    paths["pickled objects"] = (tmp_path / "objects.npy", "refused: the array holds Python objects")
     (tmp_path / "junk.npy").write_bytes(b"junk")
     paths["junk"] = (tmp_path / "junk.npy", "not a readable .npy code file")
     return paths
