@@ -15,7 +15,9 @@ a crash) never sees half of one.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,6 +25,7 @@ from typing import Iterable, Iterator
 import h5py
 import numpy as np
 
+from ..config import RANGES
 from ..errors import DmcodecError
 
 FORMAT = "dmcodec-codes"
@@ -77,8 +80,168 @@ class Entry:
     codes: np.ndarray
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+_DAMAGED = "the store is damaged or was not written by dmcodec: re-create it (encode again) or restore a copy"
+_REQUIRED_ATTRS = ("format", "format_version", "sample_rate", "frame_rate", "n_q", "codebook_size",
+                   "model_fingerprint", "config")
+_DATASETS = ("codes", "offsets", "ids", "num_samples")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StoreError(DmcodecError):
+    """A code store that cannot be read as it claims: names the store and what is wrong."""
+
+    def __init__(self, path: Path, what: str):
+        super().__init__(f"{path}: {what}; {_DAMAGED}")
+
+
+def _text(value) -> str | None:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
+
+
+def _integer(value) -> int | None:
+    """An HDF5 integer attribute (a numpy or Python int, not a bool, a float or an array) or None."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    return int(value)
+
+
+def _read_attrs(path: Path, attrs) -> StoreMeta:
+    """Every root attribute present, of its type and in a range that can be meant -> StoreMeta."""
+    missing = [name for name in _REQUIRED_ATTRS if name not in attrs]
+    if "format" in missing or _text(attrs["format"]) != FORMAT:
+        found = None if "format" in missing else attrs["format"]
+        raise DmcodecError(f"{path}: not a dmcodec code store (format {found!r}, expected {FORMAT!r})")
+    version = _integer(attrs.get("format_version"))
+    if version is not None and version > FORMAT_VERSION:
+        raise DmcodecError(f"{path}: code store version {version} is newer than this dmcodec reads; upgrade dmcodec")
+    if missing:
+        raise StoreError(path, f"missing attribute(s) {', '.join(missing)}")
+
+    def integer(name: str, low: int, high: int) -> int:
+        value = _integer(attrs[name])
+        if value is None or not low <= value <= high:
+            raise StoreError(path, f"attribute {name} must be an integer from {low} to {high}, got {attrs[name]!r}")
+        return value
+
+    integer("format_version", 1, FORMAT_VERSION)
+    sample_rate = integer("sample_rate", *RANGES["sample_rate"])
+    n_q = integer("n_q", *RANGES["n_q"])
+    codebook_size = integer("codebook_size", *RANGES["codebook_size"])
+    frame_rate = attrs["frame_rate"]
+    if (isinstance(frame_rate, (bool, np.bool_)) or not isinstance(frame_rate, (int, float, np.integer, np.floating))
+            or not math.isfinite(frame_rate) or not 1 <= frame_rate <= sample_rate
+            or abs(sample_rate / frame_rate - round(sample_rate / frame_rate)) > 1e-6):
+        raise StoreError(path, f"attribute frame_rate must be sample_rate / hop for a whole hop of samples, "
+                               f"got {frame_rate!r} at {sample_rate} Hz")
+    fingerprint = _text(attrs["model_fingerprint"])
+    if fingerprint is None or not _FINGERPRINT.match(fingerprint):
+        raise StoreError(path, f"attribute model_fingerprint must be 64 hex digits, got {attrs['model_fingerprint']!r}")
+    config = _text(attrs["config"])
+    try:
+        parsed = json.loads(config) if config is not None else None
+    except (json.JSONDecodeError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise StoreError(path, "attribute config must be the model's config as a JSON object")
+    for name, value in (("sample_rate", sample_rate), ("codebook_size", codebook_size)):
+        if name in parsed and parsed[name] != value:
+            raise StoreError(path, f"attribute {name} is {value} but its config says {parsed[name]!r}")
+    if _integer(parsed.get("n_q")) is not None and n_q > parsed["n_q"]:
+        raise StoreError(path, f"attribute n_q is {n_q} but its model has only {parsed['n_q']} codebooks")
+    return StoreMeta(sample_rate, float(frame_rate), n_q, codebook_size, fingerprint, config)
+
+
+def _dataset(path: Path, file: h5py.File, name: str, ndim: int) -> h5py.Dataset:
+    if name not in file:
+        raise StoreError(path, f"missing dataset {name!r}")
+    node = file[name]
+    if not isinstance(node, h5py.Dataset) or node.ndim != ndim:
+        raise StoreError(path, f"{name!r} must be a {ndim}-dimensional dataset, got "
+                               f"{getattr(node, 'shape', 'a group')}")
+    return node
+
+
+def _integer_dataset(path: Path, file: h5py.File, name: str, ndim: int, limit: int) -> h5py.Dataset:
+    """An integer dataset whose claimed size the file could hold (``limit`` bytes): checked before reading it."""
+    node = _dataset(path, file, name, ndim)
+    if node.dtype.kind not in "iu":
+        raise StoreError(path, f"dataset {name!r} must hold integers, got {node.dtype}")
+    claimed = math.prod(node.shape) * node.dtype.itemsize
+    if claimed > limit:
+        raise StoreError(path, f"dataset {name!r} claims shape {list(node.shape)} ({claimed:,} bytes), more than "
+                               f"the file can hold")
+    return node
+
+
+def _bounded(node: h5py.Dataset, file_size: int) -> int:
+    """Bytes a dataset may claim: its file's size, or 1000 times it when it is compressed."""
+    compressed = node.id.get_create_plist().get_nfilters() > 0
+    return file_size * (1000 if compressed else 1) + (1 << 16)
+
+
+def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """offsets [N + 1], num_samples [N] and ids [N], checked against each other and the codes dataset."""
+    size = path.stat().st_size
+    codes = _dataset(path, file, "codes", 2)
+    if codes.dtype.kind not in "iu" or codes.shape[1] != meta.n_q:
+        raise StoreError(path, f"dataset 'codes' must be integers [frames, {meta.n_q}], got {codes.dtype} "
+                               f"{list(codes.shape)}")
+    if codes.shape[0] * meta.n_q * codes.dtype.itemsize > _bounded(codes, size):
+        raise StoreError(path, f"dataset 'codes' claims {codes.shape[0]:,} frames, more than the file can hold")
+    frames = codes.shape[0]
+    offsets = _integer_dataset(path, file, "offsets", 1, _bounded(file["offsets"], size))[:].astype(np.int64)
+    num_samples = _integer_dataset(path, file, "num_samples", 1, _bounded(file["num_samples"], size))[:]
+    ids_node = _dataset(path, file, "ids", 1)
+    if h5py.check_string_dtype(ids_node.dtype) is None:
+        raise StoreError(path, f"dataset 'ids' must hold strings, got {ids_node.dtype}")
+    count = len(offsets) - 1
+    if count < 0 or len(num_samples) != count or len(ids_node) != count:
+        raise StoreError(path, f"offsets ({len(offsets)}), ids ({len(ids_node)}) and num_samples "
+                               f"({len(num_samples)}) must describe the same utterances (N + 1, N, N)")
+    if len(ids_node) * 16 > _bounded(ids_node, size):
+        raise StoreError(path, f"dataset 'ids' claims {len(ids_node):,} ids, more than the file can hold")
+    if offsets[0] != 0 or offsets[-1] != frames or (np.diff(offsets) < 0).any():
+        raise StoreError(path, f"offsets must start at 0, never decrease and end at the {frames:,} frames of "
+                               f"'codes' (they run from {offsets[0]} to {offsets[-1]})")
+    if (num_samples < 0).any():
+        i = int(np.argmax(num_samples < 0))
+        raise StoreError(path, f"num_samples of utterance {i} is negative ({num_samples[i]})")
+    hop = round(meta.sample_rate / meta.frame_rate)
+    expected = -(-num_samples.astype(np.int64) // hop)
+    wrong = np.flatnonzero(expected != np.diff(offsets))
+    if len(wrong):
+        i = int(wrong[0])
+        raise StoreError(path, f"utterance {i} has {offsets[i + 1] - offsets[i]} frames but num_samples "
+                               f"{num_samples[i]} needs ceil({num_samples[i]} / {hop}) = {expected[i]} "
+                               f"({len(wrong)} utterances disagree)")
+    ids = [_text(s) for s in ids_node[:]]
+    if any(not name for name in ids):
+        i = next(i for i, name in enumerate(ids) if not name)
+        raise StoreError(path, f"id of utterance {i} is empty or not UTF-8 text")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        twice = next(name for name in ids if name in seen or seen.add(name))
+        raise StoreError(path, f"id {twice!r} appears more than once (ids must be unique)")
+    return offsets, num_samples.astype(np.int64), ids
+
+
 class CodeStore:
-    """Read-only access to a store: ``len``, ``ids``, ``store[i]`` / ``store["id"]`` -> int16 [n_q, T]."""
+    """Read-only access to a store: ``len``, ``ids``, ``store[i]`` / ``store["id"]`` -> int16 [n_q, T].
+
+    Opening checks every attribute and dataset (present, type, range, offsets / num_samples / ids consistent
+    with each other and with the codes); reading an utterance checks its codes lie in [0, codebook_size).
+    Anything wrong, including a file damaged deep inside, is a ``DmcodecError`` naming the store.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -87,20 +250,17 @@ class CodeStore:
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise DmcodecError(f"{self.path}: not a readable HDF5 file ({exc})") from None
-        attrs = self._file.attrs
-        if attrs.get("format") != FORMAT:
+            raise DmcodecError(f"{self.path}: not a readable HDF5 file ({_first_line(exc)})") from None
+        try:
+            self.meta = _read_attrs(self.path, self._file.attrs)
+            self.offsets, self.num_samples, self.ids = _read_index(self.path, self._file, self.meta)
+            self._codes = self._file["codes"]
+        except DmcodecError:
             self._file.close()
-            raise DmcodecError(f"{self.path}: not a dmcodec code store (format {attrs.get('format')!r})")
-        if int(attrs["format_version"]) > FORMAT_VERSION:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             self._file.close()
-            raise DmcodecError(f"{self.path}: code store version {attrs['format_version']} is newer than this "
-                               "dmcodec reads; upgrade dmcodec")
-        self.meta = StoreMeta(int(attrs["sample_rate"]), float(attrs["frame_rate"]), int(attrs["n_q"]),
-                              int(attrs["codebook_size"]), str(attrs["model_fingerprint"]), str(attrs["config"]))
-        self.offsets = self._file["offsets"][:]
-        self.num_samples = self._file["num_samples"][:]
-        self.ids = [s.decode() if isinstance(s, bytes) else s for s in self._file["ids"][:]]
+            raise StoreError(self.path, f"cannot be read ({_first_line(exc)})") from None
         self._index = {name: i for i, name in enumerate(self.ids)}
 
     def __len__(self) -> int:
@@ -118,9 +278,23 @@ class CodeStore:
             raise IndexError(f"{self.path}: index {key} out of range ({len(self)} utterances)")
         return key % len(self)
 
+    def _read(self, start: int, stop: int, what: str) -> np.ndarray:
+        """Rows [start, stop) of the codes [t, n_q], read and checked against the codebook size."""
+        try:
+            block = self._codes[start:stop]
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+            raise StoreError(self.path, f"the codes of {what} cannot be read ({_first_line(exc)})") from None
+        if block.size:
+            low, high = int(block.min()), int(block.max())
+            if low < 0 or high >= self.meta.codebook_size:
+                raise StoreError(self.path, f"{what} holds code values in [{low}, {high}], outside "
+                                            f"0..{self.meta.codebook_size - 1}")
+        return block
+
     def __getitem__(self, key: str | int) -> np.ndarray:
         i = self.index(key)
-        return np.ascontiguousarray(self._file["codes"][self.offsets[i]:self.offsets[i + 1]].T)
+        block = self._read(int(self.offsets[i]), int(self.offsets[i + 1]), f"utterance {self.ids[i]!r}")
+        return np.ascontiguousarray(block.T)
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         for i, name in enumerate(self.ids):
@@ -132,9 +306,9 @@ class CodeStore:
 
     def iter_code_blocks(self, frames: int = 1 << 20) -> Iterator[np.ndarray]:
         """All codes in blocks of at most ``frames`` rows [t, n_q] (for statistics over a big store)."""
-        codes = self._file["codes"]
-        for start in range(0, codes.shape[0], frames):
-            yield codes[start:start + frames]
+        for start in range(0, self.total_frames, frames):
+            stop = min(start + frames, self.total_frames)
+            yield self._read(start, stop, f"frames {start:,} to {stop:,}")
 
     @property
     def total_frames(self) -> int:
