@@ -22,6 +22,7 @@ from conftest import REFERENCE, SPEECH
 from dmcodec_cli.corpus import runner
 from dmcodec_cli.corpus.engine import EngineOptions
 from dmcodec_cli.corpus.inputs import collect_inputs
+from dmcodec_cli.corpus.lock import StoreLock
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 from dmcodec_cli.registry import load_model
 from hostile import assert_one_line_error, changes, snapshot
@@ -218,3 +219,14 @@ def test_a_segment_of_another_model_is_refused_not_discarded(journal, corpus, ca
     result = run_cli(capsys, "encode", corpus, "-o", tmp_path / "c.h5", *ENCODE)
     assert_one_line_error(result, str(tmp_path / "c.h5.work"), "another model")
     assert changes(before, snapshot(tmp_path), ("c.h5.lock",)) == [] and not (tmp_path / "c.h5.lock").exists()
+
+
+def test_the_lock_is_taken_over_within_one_process_and_its_file_goes_with_it(tmp_path):
+    first, second = StoreLock(tmp_path / "c.h5"), StoreLock(tmp_path / "c.h5")
+    first.acquire()  # e.g. a call that raised before it could let go
+    assert (tmp_path / "c.h5.lock").read_bytes()[16:].decode().strip() == str(os.getpid())
+    second.acquire()
+    first.release()  # no longer the holder: nothing happens
+    assert (tmp_path / "c.h5.lock").exists()
+    second.release()
+    assert list(tmp_path.iterdir()) == []
