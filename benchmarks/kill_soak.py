@@ -8,7 +8,7 @@ Each trial starts the CLI (a real process, tiny model ``tests/fixtures/reference
 short clips from ``tests/fixtures/speech``) on a fresh output and SIGKILLs it: at a random time while it
 writes (from the moment it holds its lock to the time an uninterrupted run takes), or, for a share
 ``--points`` of trials, at a named point of a commit / the final merge / the clean-up (the test-only
-hook ``DMCODEC_TEST_KILL_AT``). The resuming run is itself killed at a random time with probability 1/2;
+hook ``DMCODEC_TEST_KILL_AT``). The resuming run is itself killed at a random time with probability 0.3;
 then a last run completes. The trial passes when every run that was not killed exited 0 without a
 traceback and the store equals the uninterrupted one (attributes, ids, codes, num_samples, offsets)
 with nothing else left beside it. A concurrency trial starts two runs at once on a fresh output: one
@@ -138,7 +138,7 @@ class Soak:
             self._count(finish(start(self.corpus, out, point), label, self.failures), out)
         else:
             self.kill_randomly(out, label)
-        if self.rng.random() < 0.5:
+        if self.rng.random() < 0.3:
             self.kill_randomly(out, label + " resume")
         finish(last := start(self.corpus, out), label + " last run", self.failures)
         if last.returncode != 0:
@@ -202,7 +202,10 @@ def main() -> None:
                 if point in REPEATED:
                     point += f"@{rng.randint(1, len(clips))}"
                 points[point.partition("@")[0]] += 1
-            equal += soak.trial(i, point)
+            ok = soak.trial(i, point)
+            equal += ok
+            print(f"trial {i + 1}/{args.trials} ({point or 'random'}): {'equal' if ok else 'FAILED'}, "
+                  f"{soak.kills} kills so far, {time.monotonic() - begin:.0f} s", file=sys.stderr, flush=True)
         concurrency = collections.Counter(soak.concurrent(i) for i in range(args.concurrent))
     summary = {"trials": args.trials, "kills": soak.kills, "stores_equal": equal,
                "named_point_trials": dict(points), "kills_left": dict(soak.left.most_common()),
