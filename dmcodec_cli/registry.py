@@ -33,6 +33,9 @@ def _from_hub(repo_id: str) -> Path:
         raise DmcodecError(f"{repo_id}: no such model on the Hugging Face hub (or it is private)") from None
     except (HfHubHTTPError, OSError) as exc:
         raise DmcodecError(f"{repo_id}: download from the Hugging Face hub failed ({exc})") from None
+    except ValueError as exc:  # HFValidationError: a name the hub does not allow ("a/b..c", over 96 characters)
+        raise DmcodecError(f"{repo_id}: no such model file or directory, and not a valid Hugging Face id "
+                           f"({str(exc).splitlines()[0][:160]})") from None
 
 
 def _checkpoint_in(directory: Path) -> Path:
