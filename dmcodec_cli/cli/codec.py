@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..audio import AudioReader, save_audio
+from ..audio import AudioReader
 from ..checkpoint import load_checkpoint, save_release
 from ..codes import load_codes, save_codes
 from ..config import CodecConfig
 from ..errors import DmcodecError
-from ..inference import decode_codes, encode_file
+from ..inference import decode_file, encode_file
 from ..registry import load_model, pick_device
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
@@ -104,13 +104,12 @@ def decode(
         return
     codec = load_model(model, pick_device(device))
     codes = load_codes(input, codec.config)
-    samples = decode_codes(codec, codes)
-    save_audio(output, samples, codec.sample_rate)
+    num_samples = decode_file(codec, codes, output)  # window by window, written as decoded
     if json_out:
         print_json({"input": str(input), "output": str(output), "n_q": int(codes.shape[0]),
-                    "frames": int(codes.shape[1]), "num_samples": len(samples), "sample_rate": codec.sample_rate})
+                    "frames": int(codes.shape[1]), "num_samples": num_samples, "sample_rate": codec.sample_rate})
         return
-    console.print(f"{input} -> {output}: {len(samples) / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+    console.print(f"{input} -> {output}: {num_samples / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
 
 
 def model_summary(model_spec: Optional[str]) -> dict:
