@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import save_audio
 from ..errors import DmcodecError
-from ..inference import decode_codes
+from ..inference import decode_file
 from ..model import DMCodec
 from .progress import Quiet
 from .store import CodeStore, model_fingerprint
@@ -62,11 +61,10 @@ def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathL
         try:
             for name in chosen:
                 i = store.index(name)
-                samples = decode_codes(model, store[i])[: int(store.num_samples[i])]
                 target = outdir / f"{name}{extension}"
-                save_audio(target, samples, model.sample_rate)
+                decode_file(model, store[i], target, int(store.num_samples[i]))  # window by window
                 written.append(target)
-                progress.advance(1, len(samples) / model.sample_rate)
+                progress.advance(1, int(store.num_samples[i]) / model.sample_rate)
         finally:
             progress.stop()
     return written
