@@ -15,6 +15,7 @@ import soxr
 
 from .atomic import atomic_path
 from .errors import DmcodecError
+from .walk import printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 
@@ -67,16 +68,16 @@ def check_levels(samples: np.ndarray, path: str | os.PathLike) -> None:
         return
     peak = float(np.max(np.abs(samples)))
     if not np.isfinite(peak):
-        raise DmcodecError(f"{path}: the audio has NaN or infinite samples; fix or re-export the file")
+        raise DmcodecError(f"{printable(path)}: the audio has NaN or infinite samples; fix or re-export it")
     if peak > MAX_PEAK:
-        raise DmcodecError(f"{path}: the audio's peak level is {peak:.4g}, more than {MAX_PEAK:g} (60 dB above "
-                           "full scale); samples must lie in about [-1, 1]: rescale or re-export the file")
+        raise DmcodecError(f"{printable(path)}: the audio's peak level is {peak:.4g}, more than {MAX_PEAK:g} (60 dB "
+                           "above full scale); samples must lie in about [-1, 1]: rescale or re-export the file")
 
 
 def validate_samples(samples: np.ndarray, path: str | os.PathLike) -> None:
     """Refuse audio no model can use: empty, with NaN / inf samples, or a peak beyond ``MAX_PEAK``."""
     if samples.size == 0:
-        raise DmcodecError(f"{path}: the audio is empty (0 samples); give a file with sound in it")
+        raise DmcodecError(f"{printable(path)}: the audio is empty (0 samples); give a file with sound in it")
     check_levels(samples, path)
 
 
@@ -87,15 +88,16 @@ def _reading(path: Path) -> Iterator[None]:
         yield
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DmcodecError(f"{path}: not a readable audio file ({reason})") from None
+        raise DmcodecError(f"{printable(path)}: not a readable audio file ({reason})") from None
     except OSError as exc:
         raise _os_error(path, exc) from None
 
 
 def _os_error(path: Path, exc: OSError) -> DmcodecError:
     if isinstance(exc, PermissionError):
-        return DmcodecError(f"{path}: permission denied; make the file readable (chmod) or give another one")
-    return DmcodecError(f"{path}: cannot read ({exc.strerror or exc})")
+        return DmcodecError(f"{printable(path)}: permission denied; make the file readable (chmod) or give "
+                            "another one")
+    return DmcodecError(f"{printable(path)}: cannot read ({exc.strerror or exc})")
 
 
 def _special_kind(mode: int) -> str | None:
@@ -115,12 +117,12 @@ def _check_openable(path: Path) -> None:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise DmcodecError(f"{path}: no such file") from None
+        raise DmcodecError(f"{printable(path)}: no such file") from None
     except OSError as exc:
         raise _os_error(path, exc) from None
     kind = _special_kind(info.st_mode)
     if kind is not None:
-        raise DmcodecError(f"{path}: is {kind}, not an audio file; give a regular audio file")
+        raise DmcodecError(f"{printable(path)}: is {kind}, not an audio file; give a regular audio file")
     with _reading(path):
         os.close(os.open(path, os.O_RDONLY))
 

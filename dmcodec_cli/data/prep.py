@@ -22,6 +22,7 @@ import soundfile as sf
 from ..atomic import write_text_atomic
 from ..audio import save_audio
 from ..errors import DmcodecError
+from ..walk import printable
 from .manifest import Segment, write_manifest
 from .segments import TAIL_RULES, Cut, consecutive_cuts, cut_audio, one_crop
 from .sources import Utterance
@@ -179,7 +180,7 @@ def prepare(utterances: Iterable[Utterance], out_dir: str | os.PathLike, options
         try:
             cut = _cut_one(utt, out_dir, options, split_key(utt.id, utt.speaker) in valid_groups, report)
         except DmcodecError as exc:
-            report.failures.append({"source": utt.source, "error": str(exc)})
+            report.failures.append({"source": utt.source, "error": printable(str(exc))})
             cut = None
         if cut:
             report.used_utterances += 1

@@ -220,7 +220,7 @@ def metrics_row(name: str, n_q: int | None, values: dict[str, MetricValue]) -> d
 def error_row(name: str, n_q: int | None, message: str) -> dict:
     """The row of a file that could not be scored: every metric null, the error message under "error"."""
     row = metrics_row(name, n_q, {metric: Missing("file could not be scored (see error)") for metric in METRICS})
-    return {**row, "error": message}
+    return {**row, "error": printable(message)}  # a path that is not UTF-8 must still print and save
 
 
 @dataclass
