@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
+from .atomic import atomic_path
 from .config import CodecConfig
 from .errors import DmcodecError
 from .model import DMCodec
@@ -290,7 +291,8 @@ def load_release(directory: str | os.PathLike) -> DMCodec:
 
 def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtype = torch.float32,
                  inference_only: bool = False) -> str:
-    """Write ``model`` as a release directory (atomically) and return its fingerprint.
+    """Write ``model`` as a release directory (``config.json`` and ``model.safetensors``, each atomically; nothing
+    else in the folder is touched) and return its fingerprint.
 
     ``dtype=torch.float16`` halves the file; ``inference_only`` leaves out the codebooks' EMA statistics
     (``cluster_size``, ``embed_avg``: half of the codebook bytes), which only training reads. The
@@ -304,15 +306,10 @@ def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtyp
     print_ = fingerprint(restore_training_buffers(state) if inference_only else state)
     metadata = {"format": RELEASE_FORMAT, "format_version": str(RELEASE_FORMAT_VERSION), "fingerprint": print_,
                 "contents": "inference" if inference_only else "full"}
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a model directory is for others to read
-    try:
-        save_file(state, tmp / WEIGHTS_NAME, metadata=metadata)
-        (tmp / CONFIG_NAME).write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # The folder is filled, never wiped: only these two files are written (each to a temporary name, both
+    # renamed at the end), whatever else the folder holds.
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(directory / WEIGHTS_NAME) as weights, atomic_path(directory / CONFIG_NAME) as config:
+        save_file(state, weights, metadata=metadata)
+        config.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return print_

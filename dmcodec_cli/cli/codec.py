@@ -9,11 +9,12 @@ import typer
 from rich.table import Table
 
 from ..audio import AudioReader
-from ..checkpoint import load_checkpoint, save_release
+from ..checkpoint import CONFIG_NAME, RELEASE_FORMAT, WEIGHTS_NAME, load_checkpoint, save_release
 from ..codes import load_codes, save_codes
 from ..config import CodecConfig
 from ..errors import DmcodecError
 from ..inference import decode_file, encode_file
+from ..outputs import AUDIO_OUT_SUFFIXES, CODE_SUFFIXES, check_file_output, check_folder_output, refuse_inputs
 from ..registry import load_model, pick_device
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
@@ -22,6 +23,8 @@ from .common import console, console_err, print_json
 from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, wants_corpus
 
 MODEL_HELP = "Model: registered name, release directory, .pt / .safetensors checkpoint or Hugging Face id."
+OVERWRITE_HELP = ("Replace existing outputs that dmcodec did not write (never an input of the command; a folder "
+                  "output is filled, never wiped).")
 
 
 def check_n_q(n_q: Optional[int], available: int) -> Optional[int]:
@@ -61,14 +64,15 @@ def encode(
     shard_index: int = typer.Option(0, help="... and encode this one (then `dmcodec merge`).",
                                     rich_help_panel=CORPUS),
     commit_every: int = typer.Option(256, help="Utterances per crash-safe commit.", rich_help_panel=CORPUS),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Encode an audio file into discrete codes, or a whole corpus into a code store."""
     args = CorpusArgs(extensions, batch_seconds, workers, window_seconds, context_seconds, whole_seconds, dtype,
                       num_shards, shard_index, commit_every)
     if wants_corpus(input, output):
-        encode_corpus(input, output, model, n_q, device, args, json_out)
+        encode_corpus(input, output, model, n_q, device, args, json_out, overwrite)
         return
-    output = Path(output)
+    output = check_file_output(output, CODE_SUFFIXES, "codes", inputs=[input], overwrite=overwrite)
     options = args.run_options(None).engine  # validates the options before the model loads
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
@@ -91,17 +95,19 @@ def encode(
 
 def decode(
     input: Path = typer.Argument(..., help="Code file (.npy, [n_q, frames]) or code store (.h5)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg); "
-                                "for a code store, a folder."),
+    output: str = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg); "
+                               "for a code store, a folder."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     ids: Optional[str] = typer.Option(None, help="Code store: comma-separated utterance ids (default: all)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
     """Decode codes back into audio (frames x hop samples at the model rate; a store's trimmed to length)."""
     if is_store_path(input):
-        decode_corpus(input, output, ids, model, device, json_out)
+        decode_corpus(input, Path(output), ids, model, device, json_out, overwrite)
         return
+    output = check_file_output(output, AUDIO_OUT_SUFFIXES, "audio", inputs=[input], overwrite=overwrite)
     codec = load_model(model, pick_device(device))
     codes = load_codes(input, codec.config)
     num_samples = decode_file(codec, codes, output)  # window by window, written as decoded
@@ -157,13 +163,38 @@ def convert(
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
     inference_only: bool = typer.Option(False, "--inference-only",
                                         help="Leave out the codebooks' EMA statistics (training-only)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder that is not a dmcodec "
+                                   "release folder (only config.json and model.safetensors are written)."),
 ) -> None:
     """Convert a checkpoint into the release format (config.json + model.safetensors)."""
     import torch
 
+    check_release_output(output, checkpoint, config, overwrite)
     codec = load_checkpoint(checkpoint, CodecConfig.from_json(config) if config else None)
     fingerprint = save_release(codec, output, torch.float16 if fp16 else torch.float32, inference_only)
     console.print(f"{checkpoint} -> {output} (fingerprint {fingerprint[:16]})")
+
+
+def is_release_folder(folder: Path) -> bool:
+    """A folder that ``convert`` (or training) wrote: its model.safetensors says format dmcodec-model."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(folder / WEIGHTS_NAME, "pt") as f:
+            return (f.metadata() or {}).get("format") == RELEASE_FORMAT
+    except Exception:  # any unreadable or foreign file: not ours
+        return False
+
+
+def check_release_output(output: Path, checkpoint: Path, config: Optional[Path], overwrite: bool) -> None:
+    """Before loading: ``output`` may take config.json and model.safetensors (never over an input)."""
+    inputs = [checkpoint, checkpoint.parent / CONFIG_NAME, *([config] if config else [])]
+    refuse_inputs([output, output / CONFIG_NAME, output / WEIGHTS_NAME], inputs)
+    check_folder_output(output, inputs=inputs)
+    if output.is_dir() and any(output.iterdir()) and not overwrite and not is_release_folder(output):
+        raise DmcodecError(f"{output}: the folder is not empty and is not a dmcodec release folder; pass --overwrite "
+                           "to write config.json and model.safetensors into it (nothing else is touched) or choose "
+                           "another -o")
 
 
 def register(app: typer.Typer) -> None:

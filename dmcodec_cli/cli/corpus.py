@@ -6,6 +6,7 @@ functions here; ``merge`` is registered here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -72,7 +73,7 @@ class CorpusArgs:
 def wants_corpus(input: Path, output: str) -> bool:
     """A folder, a manifest, a ``.h5`` output or a folder output (``-o DIR/``) takes the corpus path."""
     return (input.is_dir() or is_manifest(input) or is_store_path(output) or output.endswith(("/", "\\"))
-            or Path(output).is_dir())
+            or os.path.isdir(output))  # os.path: a name too long to stat is checked (and refused) later
 
 
 def drop_decoder(codec):

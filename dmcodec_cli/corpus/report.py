@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import numpy as np
 from ..errors import DmcodecError
 from ..inference import decode_file
 from ..model import DMCodec
+from ..outputs import id_path, is_empty_folder, read_record, write_error, write_record
 from .progress import Quiet
+from .runner import Failure, check_failures_file, write_failures
 from .store import CodeStore, model_fingerprint
 
 
@@ -43,11 +46,39 @@ def store_summary(path: str | os.PathLike) -> dict:
                 "codebooks": codebook_stats(store)}
 
 
+AUDIO_RECORD = ".dmcodec-audio.json"
+AUDIO_FORMAT = "dmcodec-audio"
+
+
+@dataclass
+class DecodeSummary:
+    written: list[Path] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    failures_file: str | None = None
+
+
+def _target(outdir: Path, name: str, extension: str, ours: bool, overwrite: bool) -> Path:
+    """Where utterance ``name`` goes; BadId / DmcodecError (a failed item) for a bad id or a file not ours."""
+    target = id_path(outdir, name, extension)
+    if os.path.lexists(target) and not (ours or overwrite):
+        raise DmcodecError(f"{target}: exists and was not written by dmcodec; pass --overwrite to replace it or "
+                           "choose another -o")
+    if target.is_dir():
+        raise DmcodecError(f"{target}: is a folder; not replaced")
+    return target
+
+
 def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathLike, ids: list[str] | None = None,
-                 extension: str = ".wav", progress: Quiet = Quiet()) -> list[Path]:
-    """Write ``outdir/<id><extension>`` for the listed ids (default: all), trimmed to ``num_samples``."""
+                 extension: str = ".wav", progress: Quiet = Quiet(), overwrite: bool = False) -> DecodeSummary:
+    """Write ``outdir/<id><extension>`` for the listed ids (default: all), trimmed to ``num_samples``.
+
+    The folder is filled, never wiped. ``outdir/.dmcodec-audio.json``, written into a new or empty folder,
+    marks it as dmcodec's: there existing files are replaced; elsewhere an existing ``<id>.wav`` is a failed
+    item unless ``overwrite``. An id that cannot be a path inside ``outdir`` is a failed item too. Failures are
+    listed in ``outdir/failures.tsv`` (id, store, reason); the others are written.
+    """
     outdir = Path(outdir)
-    written = []
+    summary = DecodeSummary()
     with CodeStore(path) as store:
         if store.meta.model_fingerprint != model_fingerprint(model):
             raise DmcodecError(f"{path}: was made by model {store.meta.model_fingerprint[:16]}, not the given one "
@@ -56,15 +87,31 @@ def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathL
         if missing:
             raise DmcodecError(f"{path}: no utterance {missing[0]!r} ({len(missing)} ids not found); "
                                "see `dmcodec info` for what the store holds")
+        failures_path = outdir / "failures.tsv"
+        check_failures_file(failures_path, overwrite)
+        ours = read_record(outdir, AUDIO_RECORD, AUDIO_FORMAT) is not None
+        if ours or overwrite or is_empty_folder(outdir):
+            write_record(outdir, AUDIO_RECORD, {"format": AUDIO_FORMAT, "format_version": 1})
+            ours = True  # a new / empty folder, or taken over with --overwrite
         chosen = ids or store.ids
         progress.start(len(chosen), "decode")
         try:
             for name in chosen:
                 i = store.index(name)
-                target = outdir / f"{name}{extension}"
-                decode_file(model, store[i], target, int(store.num_samples[i]))  # window by window
-                written.append(target)
+                try:
+                    target = _target(outdir, name, extension, ours, overwrite)
+                    decode_file(model, store[i], target, int(store.num_samples[i]))  # window by window
+                except DmcodecError as exc:
+                    summary.failures.append(Failure(name, str(path), str(exc)))
+                    progress.advance(1, 0.0, failed=1)
+                    continue
+                except OSError as exc:
+                    summary.failures.append(Failure(name, str(path), write_error(exc)))
+                    progress.advance(1, 0.0, failed=1)
+                    continue
+                summary.written.append(target)
                 progress.advance(1, int(store.num_samples[i]) / model.sample_rate)
         finally:
             progress.stop()
-    return written
+    summary.failures_file = write_failures(failures_path, summary.failures)
+    return summary

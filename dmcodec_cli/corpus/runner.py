@@ -14,6 +14,7 @@ from ..atomic import write_text_atomic
 from ..codes import save_codes
 from ..errors import DmcodecError
 from ..model import DMCodec
+from ..outputs import BadId, id_path, is_empty_folder, read_record, write_record
 from .distributed import Rank
 from .engine import BatchEncoder, EngineOptions
 from .inputs import Item
@@ -150,33 +151,102 @@ class StoreSink:
                 old.close()
 
 
+TREE_RECORD = ".dmcodec-codes.json"
+TREE_FORMAT = "dmcodec-codes-tree"
+FAILURES_HEADER = "id\tpath\treason"
+
+
 class NpyTreeSink:
-    """Results -> ``DIR/<id>.npy`` (int16 [n_q, frames]), each written atomically; done = file exists."""
+    """Results -> ``DIR/<id>.npy`` (int16 [n_q, frames]), each written atomically.
 
-    def __init__(self, root: Path):
-        self.root = root
+    ``DIR/.dmcodec-codes.json`` (format, model fingerprint, n_q; written at the start into a new or empty
+    folder) says dmcodec made the folder: there an existing ``<id>.npy`` is done (resumed), and a run of
+    another model or ``n_q`` is refused. In a folder without it an existing ``<id>.npy`` is not ours: a
+    failed item unless ``overwrite``. Ids that cannot be paths inside ``DIR`` are failed items.
+    """
+
+    def __init__(self, root: Path, meta: StoreMeta, rank: Rank = Rank(), overwrite: bool = False):
+        self.root, self.meta, self.rank, self.overwrite = root, meta, rank, overwrite
         self.failures_path = root / "failures.tsv"
+        self.paths: dict[str, Path] = {}
 
-    def _path(self, name: str) -> Path:
-        return self.root / f"{name}.npy"
+    def _record(self) -> dict:
+        return {"format": TREE_FORMAT, "format_version": 1, "model_fingerprint": self.meta.model_fingerprint,
+                "n_q": self.meta.n_q, "codebook_size": self.meta.codebook_size}
 
-    def prepare(self, items: list[Item]) -> set[str]:
-        return {item.id for item in items if self._path(item.id).is_file()}
+    def check(self) -> bool:
+        """Refuse a folder made by another model / n_q; True when the folder is ours (or new / empty)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise DmcodecError(f"{self.root}: exists and is a file, not a folder; give -o DIR/ or -o NAME.h5")
+        record = read_record(self.root, TREE_RECORD, TREE_FORMAT)
+        if record is None:
+            return is_empty_folder(self.root)
+        for key, what in (("model_fingerprint", "model (--model)"), ("n_q", "number of codebooks (--n-q)")):
+            if record.get(key) != self._record()[key]:
+                theirs, ours = str(record.get(key))[:16], str(self._record()[key])[:16]
+                raise DmcodecError(f"{self.root}: holds codes of another {what} ({theirs}, this run {ours}; see "
+                                   f"{TREE_RECORD}); write to a new folder or make the same codes")
+        return True
+
+    def prepare(self, items: list[Item]) -> tuple[set[str], list[Failure]]:
+        """The ids already done, and the items refused (bad id, or an existing file that is not ours)."""
+        ours = self.check()
+        if (ours or self.overwrite) and (self.rank.is_main or not self.rank.launched):  # --overwrite takes it over
+            write_record(self.root, TREE_RECORD, self._record())
+        done, refused = set(), []
+        for item in items:
+            try:
+                path = id_path(self.root, item.id, ".npy")
+            except BadId as exc:
+                refused.append(Failure(item.id, str(item.path), str(exc)))
+                continue
+            if os.path.lexists(path) and not self.overwrite:
+                if not ours:
+                    refused.append(Failure(item.id, str(item.path), f"{path}: exists and was not written by "
+                                           "dmcodec; pass --overwrite to replace it or choose another -o"))
+                    continue
+                if path.is_file():
+                    done.add(item.id)
+            self.paths[item.id] = path
+        return done, refused
 
     def add(self, entry: Entry) -> None:
-        save_codes(self._path(entry.id), entry.codes)
+        save_codes(self.paths[entry.id], entry.codes)
 
     def close(self) -> None: ...
 
     def finalize(self, items: list[Item]) -> None: ...
 
 
+def _cell(text: str) -> str:
+    """A TSV cell: tabs and line breaks (possible in ids of a manifest) written as escapes."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def is_failures_file(path: Path) -> bool:
+    """True for a failures list dmcodec wrote (its header line), the only kind it replaces or removes."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\n") == FAILURES_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def check_failures_file(path: Path, overwrite: bool) -> None:
+    """Before the work: an existing failures file that dmcodec did not write is not replaced unless told."""
+    if os.path.lexists(path) and not overwrite and not is_failures_file(path):
+        raise DmcodecError(f"{path}: exists and was not written by dmcodec (the run would write its failures "
+                           "there); pass --overwrite to replace it or choose another -o")
+
+
 def write_failures(path: Path, failures: list[Failure]) -> str | None:
-    """The failures of this run as TSV (id, path, reason), or no file when none failed."""
+    """The failures of this run as TSV (id, path, reason), or no file when none failed (an old list dmcodec
+    wrote is removed; any other file of that name is left alone)."""
     if not failures:
-        path.unlink(missing_ok=True)
+        if is_failures_file(path):
+            path.unlink(missing_ok=True)
         return None
-    lines = ["id\tpath\treason"] + [f"{f.id}\t{f.path}\t{' '.join(f.reason.split())}" for f in failures]
+    lines = [FAILURES_HEADER] + [f"{_cell(f.id)}\t{_cell(f.path)}\t{' '.join(f.reason.split())}" for f in failures]
     write_text_atomic(path, "\n".join(lines) + "\n")
     return str(path)
 
@@ -249,8 +319,10 @@ def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, p
 
 
 def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike, options: RunOptions = RunOptions(),
-                    rank: Rank = Rank(), progress: Quiet = Quiet()) -> RunSummary:
+                    rank: Rank = Rank(), progress: Quiet = Quiet(), overwrite: bool = False) -> RunSummary:
     """Encode every item not yet in ``output`` (a ``.h5`` store, else a folder of ``.npy`` files).
+
+    ``overwrite``: replace existing ``.npy`` files (and a failures file) that dmcodec did not write.
 
     With several ranks each encodes its share; the main rank then writes the store. Failed items are
     listed in the summary and a failures file; they are tried again by the next run.
@@ -258,14 +330,18 @@ def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike
     start = time.monotonic()
     output = Path(output)
     meta = StoreMeta.for_model(model, options.engine.n_q)
-    if is_store_path(output):
+    refused: list[Failure] = []  # items whose output cannot be written (bad id, a file that is not ours)
+    store = is_store_path(output)
+    check_failures_file(output.with_name(output.stem + ".failures.tsv") if store else output / "failures.tsv",
+                        overwrite)  # before the store's lock is taken
+    if store:
         sink = StoreSink(output, meta, rank, options)
         done = sink.prepare()
     else:
-        if output.exists() and not output.is_dir():
-            raise DmcodecError(f"{output}: exists and is not a folder; give -o DIR/ or -o NAME.h5")
-        sink = NpyTreeSink(output)
-        done = sink.prepare(items)
+        sink = NpyTreeSink(output, meta, rank, overwrite)
+        done, refused = sink.prepare(items)
+        bad = {failure.id for failure in refused}
+        items = [item for item in items if item.id not in bad]
     mine = rank.share(items)
     todo = [item for item in mine if item.id not in done]
     progress.start(len(mine), "encode" if rank.world == 1 else f"encode (rank {rank.rank}/{rank.world})")
@@ -276,8 +352,9 @@ def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike
         progress.stop()
     results = rank.gather((encoded, seconds, failures, len(mine) - len(todo)))
     rank.barrier()
-    summary = RunSummary(str(output), len(items), sum(r[0] for r in results), sum(r[3] for r in results),
-                         [f for r in results for f in r[2]], sum(r[1] for r in results))
+    summary = RunSummary(str(output), len(items) + len(refused), sum(r[0] for r in results),
+                         sum(r[3] for r in results), [*refused, *(f for r in results for f in r[2])],
+                         sum(r[1] for r in results))
     if rank.is_main or not rank.launched:
         sink.finalize(items)
         position = {item.id: i for i, item in enumerate(items)}
