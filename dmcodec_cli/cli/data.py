@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import DmcodecError
+from ..outputs import check_folder_output, check_writable, refuse_inputs
 from .common import console, console_err, print_json
 
 
@@ -69,6 +70,7 @@ def prep(
     options = PrepOptions(segment_seconds, tail, min_tail_seconds, one_crop, ratio, seed, valid_fraction)
     if not sources and not hf_dataset:
         raise DmcodecError("no source: give folders / manifests, or --hf-dataset NAME --split S")
+    check_folder_output(output, inputs=[Path(source) for source in sources or []])
     utterances = [utt for source in sources or [] for utt in local_source(source)]
     if hf_dataset:
         utterances += list(hf_source(hf_dataset, split, hf_config, hf_audio_column))
@@ -115,6 +117,7 @@ def extract(
                              lm_align=lm_align, transcripts=read_transcripts(transcripts) if transcripts else None,
                              use_manifest_text=not ignore_manifest_text, batch_size=batch_size, dtype=dtype,
                              splits=("train", "valid") if split == "all" else (split,))
+    check_feature_output(output, [manifest, *([transcripts] if transcripts else [])])
     if overwrite:
         output.unlink(missing_ok=True)
     with progress_bar("extract") as update:
@@ -123,6 +126,16 @@ def extract(
                     f"{report.already_done} already there; texts known {report.texts['known']}, "
                     f"ASR {report.texts['asr']}; {report.audio_seconds:.1f} s of audio in "
                     f"{report.elapsed_seconds:.1f} s -> {report.output}", json_out)
+
+
+def check_feature_output(output: Path, inputs: list[Path]) -> None:
+    """Before any model loads: the feature file is a file (not a folder), none of the inputs (never deleted by
+    --overwrite) and can be written. An existing file is resumed; one that is not a feature file is refused
+    by the writer."""
+    if output.is_dir():
+        raise DmcodecError(f"{output}: is a folder; -o takes the feature file to write, e.g. features.h5")
+    refuse_inputs([output], inputs)
+    check_writable(output)
 
 
 def register(app: typer.Typer) -> None:

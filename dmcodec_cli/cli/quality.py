@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import DmcodecError
+from ..outputs import (BadId, check_folder_output, check_writable, id_path, is_empty_folder, read_record,
+                       refuse_inputs, write_record)
 from ..quality.metrics import METRIC_RATE
 from ..quality.report import print_report
 from ..quality.roundtrip import parse_n_q, roundtrip_files
@@ -60,6 +62,47 @@ def _print(result: dict, notes: list[str], json_path: Optional[str], summary_onl
         console.print(f"results: {escape(json_path)}")
 
 
+ROUNDTRIP_RECORD = ".dmcodec-roundtrip.json"
+ROUNDTRIP_FORMAT = "dmcodec-roundtrip"
+
+
+def _check_json_path(json_path: Optional[str], inputs: list[Path]) -> None:
+    """Before the work: --json FILE is a file that can be written and none of the inputs (what it holds is
+    checked by the journal: only a dmcodec quality JSON of the same settings is resumed, nothing else replaced)."""
+    if json_path in (None, "-"):
+        return
+    path = Path(json_path)
+    if path.is_dir():
+        raise DmcodecError(f"{path}: is a folder; --json takes a file name such as results.json")
+    refuse_inputs([path], inputs, "--json")
+    check_writable(path, "--json")
+
+
+def _check_outdir(outdir: Optional[Path], files, levels: list[int], overwrite: bool) -> None:
+    """Before the work: every reconstruction / plot lands inside -o (ids of a store are checked), and an
+    existing one is replaced only in a folder dmcodec made (its record) or with --overwrite."""
+    if outdir is None:
+        return
+    from ..quality.roundtrip import output_path
+
+    ours = read_record(outdir, ROUNDTRIP_RECORD, ROUNDTRIP_FORMAT) is not None or is_empty_folder(outdir)
+    several = len(levels) > 1
+    for pair in files:
+        try:
+            id_path(outdir, pair.stem, ".wav")
+        except BadId as exc:
+            raise DmcodecError(f"{pair.name}: {exc}; roundtrip writes <id>.wav under -o") from None
+        if ours or overwrite:
+            continue
+        for k in levels:
+            for suffix in (".wav", ".png"):
+                target = output_path(outdir, pair.stem, k, several, suffix)
+                if target.exists():
+                    raise DmcodecError(f"{target}: exists and was not written by dmcodec; pass --overwrite to "
+                                       "replace it or choose another -o")
+    write_record(outdir, ROUNDTRIP_RECORD, {"format": ROUNDTRIP_FORMAT, "format_version": 1})
+
+
 def _asr(spec: Optional[str], device):
     if spec is None:
         return None
@@ -83,10 +126,16 @@ def roundtrip(
                                                                "from (originals matched by id)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
     summary_only: bool = typer.Option(False, "--summary-only", help="Leave out the per-file table."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace reconstructions / plots in -o that dmcodec "
+                                   "did not write (never an input)."),
 ) -> None:
     """Encode and decode audio (or decode a code store), then score each reconstruction against its original."""
     from ..registry import load_model, pick_device
 
+    inputs = [input, *([audio] if audio else []), *([transcripts] if transcripts else [])]
+    if outdir is not None:
+        check_folder_output(outdir, inputs=inputs)
+    _check_json_path(json_path, inputs)
     torch_device = pick_device(device)
     texts = read_transcripts(transcripts) if transcripts else {}
     if input.suffix.lower() in STORE_SUFFIXES and input.is_file():
@@ -97,6 +146,7 @@ def roundtrip(
         codec = load_model(model, torch_device)
         run = (roundtrip_inputs(input), codec, parse_n_q(n_q, codec.n_q), None)
     files, codec, levels, stored_codes = run
+    _check_outdir(outdir, files, levels, overwrite)
     settings = _settings("roundtrip", asr, transcripts, input=str(input.resolve()), model=codec.fingerprint)
     journal = Journal.open(Path(json_path) if json_path not in (None, "-") else None, settings,
                            {k: codec.config.bitrate(k) for k in range(1, codec.n_q + 1)})
@@ -138,6 +188,10 @@ def score(
     """Score existing (original, degraded) pairs without a codec model, e.g. outputs of other codecs."""
     from ..registry import pick_device
 
+    inputs = [reference, degraded, *([transcripts] if transcripts else [])]
+    _check_json_path(json_path, inputs)
+    if plots is not None:
+        check_folder_output(plots, inputs=inputs, option="--plots")
     pairs, unmatched = match_pairs(reference, degraded)
     texts = read_transcripts(transcripts) if transcripts else {}
     settings = _settings("score", asr, transcripts, reference=str(reference.resolve()),

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..errors import DmcodecError
+from ..outputs import check_folder_output
 from .common import console, print_json
 
 
@@ -53,6 +54,7 @@ def train(
     """Train or fine-tune a DM-Codec tokenizer with LM / SM distillation (see docs/training.md)."""
     from ..config import CodecConfig
 
+    check_run_folder(out, [config, data, *([features] if features else [])], resume)
     run, build_options = _import_training()
     codec_config = CodecConfig.from_json(config)
     sm_weight, lm_weight = _weights(weights)
@@ -75,6 +77,21 @@ def train(
         return
     best = f", best validation mel error {result.best_valid:.4f} -> {result.best}" if result.best else ""
     console.print(f"trained {result.steps} steps; last generator -> {result.last}{best}")
+
+
+RUN_NAMES = ("run.json", "checkpoints", "metrics.jsonl", "best", "last", "tensorboard")
+
+
+def check_run_folder(out: Path, inputs: list[Path], resume: bool) -> None:
+    """Before the work: --out is a folder that can be written, holds none of the inputs, and is either new,
+    a training run (run.json: --resume, else refused by the run) or holds none of the names a run writes."""
+    check_folder_output(out, inputs=inputs, option="--out")
+    if (out / "run.json").is_file():
+        return
+    found = [name for name in RUN_NAMES if (out / name).exists()]
+    if found:
+        raise DmcodecError(f"{out}: holds {found[0]} but is not a dmcodec training run (no run.json); a run would "
+                           "write over it; choose a new or empty --out folder")
 
 
 def register(app: typer.Typer) -> None:
