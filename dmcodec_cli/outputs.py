@@ -104,7 +104,7 @@ def check_writable(path: str | os.PathLike, option: str = "-o") -> None:
     ancestor = _existing_ancestor(path)
     if not ancestor.is_dir():
         raise DmcodecError(f"{ancestor}: is a file, so {path} cannot be created inside it; give another {option}")
-    probe_folder(path if path.is_dir() else ancestor, option)
+    probe_folder(path if os.path.isdir(path) else ancestor, option)
 
 
 # -- single files ----------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from ..corpus.runner import RunOptions, check_failures_file, is_store_path, toke
 from ..corpus.store import merge_stores, read_meta
 from ..corpus.windows import WindowPlan
 from ..errors import DmcodecError
-from ..outputs import STORE_SUFFIXES, check_file_output, check_folder_output, check_writable, refuse_inputs
+from ..outputs import (STORE_SUFFIXES, check_file_output, check_folder_output, check_name_lengths, check_writable,
+                       refuse_inputs)
 from ..registry import load_model, pick_device
 from .common import console, console_err, print_json
 
@@ -89,6 +90,7 @@ def check_corpus_output(input: Path, output: str, overwrite: bool) -> None:
     any) is one dmcodec wrote. What is inside is checked by the run (another model, files not ours, ids)."""
     path = Path(output)
     if is_store_path(output) and not output.endswith(("/", "\\")):
+        check_name_lengths(path)
         refuse_inputs([path], [input])
         if path.is_dir():
             raise DmcodecError(f"{path}: is a folder, not a code store file; give -o NAME.h5 or -o DIR/ for .npy files")
