@@ -14,6 +14,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,7 +54,9 @@ def _first_line(exc: BaseException) -> str:
 
 def _torch_load(path: Path) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a pickle protocol torch did not write is refused below, not warned about
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise DmcodecError(f"{path}: refused: the file holds Python objects other than tensors and loading "
                            f"it would run code ({_first_line(exc)}); only plain state dicts are accepted") from None
@@ -283,10 +286,11 @@ def load_release(directory: str | os.PathLike) -> DMCodec:
     if version > RELEASE_FORMAT_VERSION:
         raise DmcodecError(f"{directory}: model format version {version} is newer than this dmcodec "
                            f"understands ({RELEASE_FORMAT_VERSION}); upgrade dmcodec")
+    config = CodecConfig.from_json(config_path)  # the small file first: a bad config is refused before any weight
     state = read_state_dict(weights_path)
     if metadata.get("contents") == "inference":
         state = restore_training_buffers(state)
-    return model_from_state_dict(state, CodecConfig.from_json(config_path), str(directory))
+    return model_from_state_dict(state, config, str(directory))
 
 
 def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtype = torch.float32,

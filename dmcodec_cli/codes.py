@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def _read_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             if version not in readers:
                 raise ValueError(f".npy version {version[0]}.{version[1]} is not supported")
             shape, _fortran, dtype = readers[version](f)
-        except (ValueError, EOFError, SyntaxError) as exc:
+        except (ValueError, EOFError, SyntaxError, TypeError, RecursionError, tokenize.TokenError) as exc:
             raise DmcodecError(f"{path}: not a readable .npy code file ({str(exc).splitlines()[0]}); "
                                "code files are written by dmcodec encode") from None
         data_start = f.tell()

@@ -171,9 +171,10 @@ def _dataset(path: Path, file: h5py.File, name: str, ndim: int) -> h5py.Dataset:
     return node
 
 
-def _integer_dataset(path: Path, file: h5py.File, name: str, ndim: int, limit: int) -> h5py.Dataset:
-    """An integer dataset whose claimed size the file could hold (``limit`` bytes): checked before reading it."""
+def _integer_dataset(path: Path, file: h5py.File, name: str, ndim: int, file_size: int) -> h5py.Dataset:
+    """An integer dataset whose claimed size the file could hold: checked before reading it."""
     node = _dataset(path, file, name, ndim)
+    limit = _bounded(node, file_size)
     if node.dtype.kind not in "iu":
         raise StoreError(path, f"dataset {name!r} must hold integers, got {node.dtype}")
     claimed = math.prod(node.shape) * node.dtype.itemsize
@@ -185,7 +186,10 @@ def _integer_dataset(path: Path, file: h5py.File, name: str, ndim: int, limit: i
 
 def _bounded(node: h5py.Dataset, file_size: int) -> int:
     """Bytes a dataset may claim: its file's size, or 1000 times it when it is compressed."""
-    compressed = node.id.get_create_plist().get_nfilters() > 0
+    try:
+        compressed = node.id.get_create_plist().get_nfilters() > 0
+    except (AttributeError, ValueError, OSError):  # a damaged header may not even give a dataset's plist
+        compressed = False
     return file_size * (1000 if compressed else 1) + (1 << 16)
 
 
@@ -199,8 +203,8 @@ def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarra
     if codes.shape[0] * meta.n_q * codes.dtype.itemsize > _bounded(codes, size):
         raise StoreError(path, f"dataset 'codes' claims {codes.shape[0]:,} frames, more than the file can hold")
     frames = codes.shape[0]
-    offsets = _integer_dataset(path, file, "offsets", 1, _bounded(file["offsets"], size))[:].astype(np.int64)
-    num_samples = _integer_dataset(path, file, "num_samples", 1, _bounded(file["num_samples"], size))[:]
+    offsets = _integer_dataset(path, file, "offsets", 1, size)[:].astype(np.int64)
+    num_samples = _integer_dataset(path, file, "num_samples", 1, size)[:]
     ids_node = _dataset(path, file, "ids", 1)
     if h5py.check_string_dtype(ids_node.dtype) is None:
         raise StoreError(path, f"dataset 'ids' must hold strings, got {ids_node.dtype}")
@@ -258,7 +262,7 @@ class CodeStore:
         except DmcodecError:
             self._file.close()
             raise
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as exc:
             self._file.close()
             raise StoreError(self.path, f"cannot be read ({_first_line(exc)})") from None
         self._index = {name: i for i, name in enumerate(self.ids)}
@@ -282,7 +286,7 @@ class CodeStore:
         """Rows [start, stop) of the codes [t, n_q], read and checked against the codebook size."""
         try:
             block = self._codes[start:stop]
-        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
             raise StoreError(self.path, f"the codes of {what} cannot be read ({_first_line(exc)})") from None
         if block.size:
             low, high = int(block.min()), int(block.max())
