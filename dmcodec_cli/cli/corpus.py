@@ -17,6 +17,7 @@ from rich.table import Table
 from ..corpus.distributed import from_environment
 from ..corpus.engine import DTYPES, EngineOptions
 from ..corpus.inputs import Item, collect_inputs, is_manifest, parse_extensions
+from ..corpus.lock import store_lock
 from ..corpus.progress import RichProgress
 from ..corpus.report import decode_store, store_summary
 from ..corpus.runner import RunOptions, check_failures_file, is_store_path, tokenize_corpus
@@ -186,7 +187,8 @@ def merge(
     check_file_output(output, STORE_SUFFIXES, "a code store", inputs=inputs, overwrite=overwrite, option="OUTPUT")
     for path in inputs:
         read_meta(path)  # a clear error for a missing or foreign file before any writing
-    summary = merge_stores(output, inputs)
+    with store_lock(output):  # refused while an encode run or another merge writes OUTPUT
+        summary = merge_stores(output, inputs)
     if json_out:
         print_json(summary)
         return

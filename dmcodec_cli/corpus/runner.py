@@ -126,13 +126,14 @@ class StoreSink:
 
     def finalize(self, items: list[Item]) -> None:
         """Existing store + journal -> new store (renamed into place), new entries in input order; then the
-        journal is removed and the lock let go. A kill at any point: the next run completes to the same store."""
-        try:
-            self._write_store({item.id: i for i, item in enumerate(items)})
-            kill_point("finalize:renamed")
-            self.journal.remove()
-        finally:
-            self.lock.release()
+        journal is removed. A kill at any point: the next run completes to the same store."""
+        self._write_store({item.id: i for i, item in enumerate(items)})
+        kill_point("finalize:renamed")
+        self.journal.remove()
+
+    def release(self) -> None:
+        """Let go of the store's lock (after the failures file is written, or when the run fails)."""
+        self.lock.release()
 
     def _write_store(self, position: dict[str, int]) -> None:
         old = CodeStore(self.path) if self.path.exists() else None
@@ -216,6 +217,8 @@ class NpyTreeSink:
     def close(self) -> None: ...
 
     def finalize(self, items: list[Item]) -> None: ...
+
+    def release(self) -> None: ...
 
 
 def _cell(text: str) -> str:
@@ -318,6 +321,23 @@ def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, p
     return encoded, seconds, failures
 
 
+def _run(model: DMCodec, items: list[Item], output: Path, sink, done: set[str], options: RunOptions, rank: Rank,
+         progress: Quiet) -> RunSummary:
+    """Encode this rank's share of ``items`` not in ``done``; the summary of all ranks."""
+    mine = rank.share(items)
+    todo = [item for item in mine if item.id not in done]
+    progress.start(len(mine), "encode" if rank.world == 1 else f"encode (rank {rank.rank}/{rank.world})")
+    progress.advance(len(mine) - len(todo), 0.0)
+    try:
+        encoded, seconds, failures = _encode_items(model, todo, sink, options, progress)
+    finally:
+        progress.stop()
+    results = rank.gather((encoded, seconds, failures, len(mine) - len(todo)))
+    rank.barrier()
+    return RunSummary(str(output), len(items), sum(r[0] for r in results), sum(r[3] for r in results),
+                      [f for r in results for f in r[2]], sum(r[1] for r in results))
+
+
 def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike, options: RunOptions = RunOptions(),
                     rank: Rank = Rank(), progress: Quiet = Quiet(), overwrite: bool = False) -> RunSummary:
     """Encode every item not yet in ``output`` (a ``.h5`` store, else a folder of ``.npy`` files).
@@ -342,24 +362,17 @@ def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike
         done, refused = sink.prepare(items)
         bad = {failure.id for failure in refused}
         items = [item for item in items if item.id not in bad]
-    mine = rank.share(items)
-    todo = [item for item in mine if item.id not in done]
-    progress.start(len(mine), "encode" if rank.world == 1 else f"encode (rank {rank.rank}/{rank.world})")
-    progress.advance(len(mine) - len(todo), 0.0)
     try:
-        encoded, seconds, failures = _encode_items(model, todo, sink, options, progress)
+        summary = _run(model, items, output, sink, done, options, rank, progress)
+        summary.total += len(refused)
+        summary.failures[:0] = refused
+        if rank.is_main or not rank.launched:
+            sink.finalize(items)
+            position = {item.id: i for i, item in enumerate(items)}
+            summary.failures.sort(key=lambda f: position.get(f.id, 0))
+            summary.failures_file = write_failures(sink.failures_path, summary.failures)
     finally:
-        progress.stop()
-    results = rank.gather((encoded, seconds, failures, len(mine) - len(todo)))
-    rank.barrier()
-    summary = RunSummary(str(output), len(items) + len(refused), sum(r[0] for r in results),
-                         sum(r[3] for r in results), [*refused, *(f for r in results for f in r[2])],
-                         sum(r[1] for r in results))
-    if rank.is_main or not rank.launched:
-        sink.finalize(items)
-        position = {item.id: i for i, item in enumerate(items)}
-        summary.failures.sort(key=lambda f: position.get(f.id, 0))
-        summary.failures_file = write_failures(sink.failures_path, summary.failures)
+        sink.release()  # the store stays locked until its failures file is written too
     rank.barrier()
     summary.wall_seconds = time.monotonic() - start
     return summary
