@@ -358,3 +358,17 @@ def test_prep_says_how_many_were_skipped_and_why(tmp_path, capsys):
     again = prepare(local_source(src), tmp_path / "out", PrepOptions(segment_seconds=1.0))
     line = again.summary()
     assert line.startswith("2 of 4 utterances used, skipped: 1 could not be read; 1 no segment") and "\n" not in line
+
+
+def test_a_failing_input_with_a_non_utf8_name_is_listed_escaped(tmp_path, capsys):
+    """The failures file is valid UTF-8 even when the failing input's name is not."""
+    root = tmp_path / "corpus"
+    clip(root / "good.wav")
+    (root / BAD_NAME).write_bytes(b"not audio at all")
+    before = snapshot(root)
+    result = run_cli(capsys, "encode", root, "-o", tmp_path / "c.h5", "--model", MODEL, "--workers", "0")
+    assert result.code == 1, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    rows = (tmp_path / "c.failures.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 2 and rows[1].startswith("n\\\\xffme\t") and "n\\xffme.wav" in rows[1]
+    assert changes(before, snapshot(root)) == []

@@ -15,6 +15,7 @@ from ..codes import save_codes
 from ..errors import DmcodecError
 from ..model import DMCodec
 from ..outputs import BadId, id_path, is_empty_folder, read_record, write_record
+from ..walk import printable
 from .distributed import Rank
 from .engine import BatchEncoder, EngineOptions
 from .inputs import Item
@@ -249,7 +250,8 @@ def write_failures(path: Path, failures: list[Failure]) -> str | None:
         if is_failures_file(path):
             path.unlink(missing_ok=True)
         return None
-    lines = [FAILURES_HEADER] + [f"{_cell(f.id)}\t{_cell(f.path)}\t{' '.join(f.reason.split())}" for f in failures]
+    lines = [FAILURES_HEADER] + [f"{_cell(printable(f.id))}\t{_cell(printable(f.path))}\t"
+                                 f"{' '.join(printable(f.reason).split())}" for f in failures]
     write_text_atomic(path, "\n".join(lines) + "\n")
     return str(path)
 
