@@ -1,13 +1,14 @@
 """Decoding long code files: peak memory and speed through the CLI, and what the window boundaries cost.
 
     .venv/bin/python benchmarks/decode_memory.py memory [--minutes 1,10,60] [--repo DIR] [--threads 2] [--json FILE]
-    .venv/bin/python benchmarks/decode_memory.py boundaries [--contexts 0,0.1,0.25,0.5,1,2] [--window 20]
+    .venv/bin/python benchmarks/decode_memory.py boundaries [--contexts 0,0.1,0.25,0.5,1,2] [--window 28]
 
 memory: the full-size DM-Codec config with random weights (103.7 M parameters; speed and memory do not
 depend on the weights), saved once as a release directory, decodes random codes of each length with
-`dmcodec decode codes.npy -o out.wav --model DIR` in its own process; printed: x real time and the
-process's peak RSS. ``--repo DIR`` runs another checkout's code (e.g. ``git worktree add /tmp/before HEAD``)
-with this venv, for a before / after comparison.
+`dmcodec decode codes.npy -o out.wav --model DIR` in its own process; printed: x real time, the process's
+peak RSS and its CPU seconds (on a shared machine the wall time is not its own). ``--repo DIR`` runs another
+checkout's code with this venv (e.g. ``git archive HEAD | tar -x -C /tmp/before``), for before / after.
+The default --window of boundaries is that of decoding (``DECODE_WINDOWS``).
 
 boundaries: real speech (the test fixture clips, joined end to end to about --seconds) encoded and then
 decoded whole and in windows of --window seconds with each context, by the bundled model and the reference
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -64,18 +64,19 @@ def decode_once(repo: Path, model_dir: Path, codes: Path, out: Path, threads: in
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
     probe = ("import resource, subprocess, sys, time\n"
              "start = time.perf_counter()\n"
-             "done = subprocess.run([sys.executable, '-c', 'from dmcodec_cli.cli import main; main()', *sys.argv[1:]])\n"
+             "cli = 'from dmcodec_cli.cli import main; main()'\n"
+             "done = subprocess.run([sys.executable, '-c', cli, *sys.argv[1:]])\n"
              "wall = time.perf_counter() - start\n"
-             "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-             "print(f'{done.returncode} {wall} {peak}')\n")
+             "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+             "print(f'{done.returncode} {wall} {usage.ru_maxrss / 1024} {usage.ru_utime + usage.ru_stime}')\n")
     command = [sys.executable, "-c", probe, "decode", str(codes), "-o", str(out), "--model", str(model_dir),
                "--device", "cpu"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=repo)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines or lines[-1].split()[0] != "0":
         return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
-    _, wall, peak = lines[-1].split()
-    return {"wall_s": float(wall), "peak_rss_mib": float(peak)}
+    _, wall, peak, cpu = lines[-1].split()
+    return {"wall_s": float(wall), "peak_rss_mib": float(peak), "cpu_s": float(cpu)}
 
 
 def memory(args: argparse.Namespace) -> list[dict]:
@@ -86,16 +87,19 @@ def memory(args: argparse.Namespace) -> list[dict]:
         for minutes in [float(m) for m in args.minutes.split(",")]:
             codes = Path(tmp) / f"codes_{minutes:g}min.npy"
             frames = random_codes(codes, minutes)
-            result = decode_once(repo, model_dir, codes, Path(tmp) / "out.wav", args.threads)
+            out = Path(tmp) / f"out_{minutes:g}min.wav"  # a new file: decode never replaces one it did not write
+            result = decode_once(repo, model_dir, codes, out, args.threads)
             row = {"repo": str(repo), "minutes": minutes, "frames": frames, **result}
             if "wall_s" in result:
                 row["x_real_time"] = minutes * 60 / result["wall_s"]
                 print(f"{repo.name:>10} {minutes:6g} min: {row['x_real_time']:5.2f}x real time, "
-                      f"peak RSS {row['peak_rss_mib']:,.0f} MiB ({row['wall_s']:.0f} s)", flush=True)
+                      f"peak RSS {row['peak_rss_mib']:,.0f} MiB ({row['wall_s']:.0f} s wall, "
+                      f"{row['cpu_s']:.0f} s CPU)", flush=True)
             else:
                 print(f"{repo.name:>10} {minutes:6g} min: failed: {result['error']}", flush=True)
             rows.append(row)
             codes.unlink()
+            out.unlink(missing_ok=True)
     return rows
 
 
@@ -136,7 +140,8 @@ def boundaries(args: argparse.Namespace) -> list[dict]:
 
     torch.set_num_threads(args.threads)
     speech = long_speech(args.seconds)
-    models = {"dmcodec-mini": load_model("dmcodec-mini"), "reference small": load_checkpoint(SMALL).eval().fold_weight_norm()}
+    models = {"dmcodec-mini": load_model("dmcodec-mini"),
+              "reference small": load_checkpoint(SMALL).eval().fold_weight_norm()}
     rows = []
     for name, model in models.items():
         codes = encode_samples(model, speech)
@@ -163,7 +168,7 @@ def main() -> None:
     mem.add_argument("--repo", default=str(REPO), help="checkout whose dmcodec_cli runs (default: this one)")
     bound = sub.add_parser("boundaries")
     bound.add_argument("--contexts", default="0,0.1,0.25,0.5,1,2")
-    bound.add_argument("--window", type=float, default=20.0)
+    bound.add_argument("--window", type=float, default=28.0)
     bound.add_argument("--seconds", type=float, default=100.0)
     for p in (mem, bound):
         p.add_argument("--threads", type=int, default=2)

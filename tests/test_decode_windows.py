@@ -55,7 +55,7 @@ def models(small_model):
 
 @pytest.fixture(scope="module")
 def long_codes(models, one_thread):
-    """Per model: int16 codes [8, 1750] of 35 s of real speech (past the 32 s whole limit: two windows)."""
+    """Per model: int16 codes [8, 1750] of 35 s of real speech (past the 32 s whole limit: windowed)."""
     speech = long_speech(35.0)
     return {name: encode_samples(model, speech).astype(np.int16) for name, model in models.items()}
 
@@ -65,7 +65,7 @@ def test_the_whole_limit_is_that_of_encode_and_windows_never_exceed_it():
     assert DECODE_WINDOWS.piece_seconds <= DECODE_WINDOWS.whole_seconds
     assert len(plan_pieces(WHOLE_FRAMES * HOP, HOP, RATE, DECODE_WINDOWS)) == 1
     pieces = plan_pieces((WHOLE_FRAMES + 1) * HOP, HOP, RATE, DECODE_WINDOWS)
-    assert len(pieces) == 2 and all(p.num_samples <= WHOLE_FRAMES * HOP for p in pieces)
+    assert len(pieces) > 1 and all(p.num_samples <= WHOLE_FRAMES * HOP for p in pieces)
 
 
 @pytest.mark.parametrize("name", ["reference small", "dmcodec-mini"])
@@ -73,7 +73,8 @@ def test_windows_equal_whole_decoding_within_the_bound_without_a_click(models, l
     model, codes = models[name], long_codes[name]
     recorded = Recorded(codes)
     blocks = list(iter_decode(model, recorded))
-    assert [len(b) for b in blocks] == [KEPT * HOP, (codes.shape[1] - KEPT) * HOP]
+    kept = [min(KEPT, codes.shape[1] - first) for first in range(0, codes.shape[1], KEPT)]
+    assert len(blocks) >= 2 and [len(b) for b in blocks] == [k * HOP for k in kept]
     assert all(stop - start <= WHOLE_FRAMES for start, stop in recorded.slices)
     windowed, whole = np.concatenate(blocks), _decode_frames(model, codes)
     diff = np.abs(windowed - whole)
@@ -100,7 +101,8 @@ def test_decode_file_trims_to_num_samples_and_stops_decoding_there(models, long_
     written = decode_file(model, recorded, tmp_path / "out.wav", num_samples)
     expected_length = codes.shape[1] * HOP if num_samples is None else num_samples
     assert written == expected_length == sf.info(tmp_path / "out.wav").frames
-    assert len(recorded.slices) == (1 if num_samples else 2)  # the second window is not decoded when not needed
+    windows = len(plan_pieces(codes.shape[1] * HOP, HOP, RATE, DECODE_WINDOWS))
+    assert len(recorded.slices) == (1 if num_samples else windows)  # windows past num_samples are not decoded
     samples = np.concatenate(list(iter_decode(model, codes)))[:expected_length] if num_samples is None else \
         _decode_frames(model, codes[:, :recorded.slices[0][1]])[:expected_length]
     save_audio(tmp_path / "expected.wav", samples, RATE)
