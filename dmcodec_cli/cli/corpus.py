@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from ..corpus.distributed import from_environment
-from ..corpus.engine import DTYPES, EngineOptions
+from ..corpus.engine import EngineOptions
 from ..corpus.inputs import Item, collect_inputs, is_manifest, parse_extensions
 from ..corpus.lock import store_lock
 from ..corpus.progress import RichProgress
@@ -107,10 +107,10 @@ def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[
     check_corpus_output(input, output, overwrite)
     rank = from_environment(args.num_shards, args.shard_index)
     try:
+        options = args.run_options(n_q)  # bad options are refused before the model loads
         codec = drop_decoder(load_model(model, rank.device(device)))
         if n_q is not None and not 1 <= n_q <= codec.n_q:
             raise DmcodecError(f"--n-q must be between 1 and {codec.n_q} for this model, got {n_q}")
-        options = args.run_options(n_q)
         if input.is_file() and not is_manifest(input):
             items = [Item(input.stem, input)]
         else:

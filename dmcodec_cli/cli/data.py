@@ -76,10 +76,7 @@ def prep(
         utterances += list(hf_source(hf_dataset, split, hf_config, hf_audio_column))
     with progress_bar("prep") as update:
         report = prepare(utterances, output, options, update)
-    _finish(report, f"{report.used_utterances} of {report.utterances} utterances -> {report.segments} segments "
-                    f"({report.seconds / 3600:.2f} h; train {report.train}, valid {report.valid}, split by "
-                    f"{report.split_by}); {report.written} written, {report.reused} already there, "
-                    f"{report.removed} stale removed -> {report.manifest}", json_out)
+    _finish(report, report.summary(), json_out)
 
 
 def extract(
