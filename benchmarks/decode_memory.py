@@ -1,7 +1,7 @@
 """Decoding long code files: peak memory and speed through the CLI, and what the window boundaries cost.
 
     .venv/bin/python benchmarks/decode_memory.py memory [--minutes 1,10,60] [--repo DIR] [--threads 2] [--json FILE]
-    .venv/bin/python benchmarks/decode_memory.py boundaries [--contexts 0,0.1,0.25,0.5,1,2] [--window 28]
+    .venv/bin/python benchmarks/decode_memory.py boundaries [--contexts 0,0.1,0.25,0.5,1,2] [--window 16]
 
 memory: the full-size DM-Codec config with random weights (103.7 M parameters; speed and memory do not
 depend on the weights), saved once as a release directory, decodes random codes of each length with
@@ -168,7 +168,7 @@ def main() -> None:
     mem.add_argument("--repo", default=str(REPO), help="checkout whose dmcodec_cli runs (default: this one)")
     bound = sub.add_parser("boundaries")
     bound.add_argument("--contexts", default="0,0.1,0.25,0.5,1,2")
-    bound.add_argument("--window", type=float, default=28.0)
+    bound.add_argument("--window", type=float, default=16.0, help="kept seconds per window (decode's: 16)")
     bound.add_argument("--seconds", type=float, default=100.0)
     for p in (mem, bound):
         p.add_argument("--threads", type=int, default=2)
