@@ -2,8 +2,10 @@
 # The dmcodec-mini training campaign: a long CPU run that survives interruptions.
 #   train/campaign.sh TRAIN_MINI_DIR SPEECH_DIR          (run it under nohup; see docs/training.md)
 # State lives outside the work tree, in $CAMPAIGN (default ~/.cache/dmcodec/campaign-mini): the prepared
-# segments, the run folder and curve.jsonl (one line per chunk: step, training hours, validation mel error,
-# STOI / PESQ-wb / SI-SDR / mel distance of `last/` on the 13 unseen-speaker clips at 8 codebooks).
+# segments, the run folder (RUN) and CURVE (default curve.jsonl; one line per chunk: step, seconds, validation
+# mel error, STOI / PESQ-wb / SI-SDR / mel distance of `last/` on the 13 unseen-speaker clips at 8 codebooks).
+# A trial is another RUN, RECIPE and CURVE beside the main run, e.g. started from the main run's `last/`:
+#   RUN=$CAMPAIGN/trial-x RECIPE=... INIT=$CAMPAIGN/run-export CURVE=$CAMPAIGN/trial-x.curve.jsonl STEPS=N
 # Each chunk trains CHUNK steps with --resume, then evaluates. Without a run folder (a new machine) the run
 # starts from INIT (default: the bundled dmcodec-mini, the last committed export). `touch $CAMPAIGN/STOP`
 # ends the campaign after the current chunk; a kill loses at most the steps since the last checkpoint.
@@ -16,6 +18,7 @@ RUN=${RUN:-$CAMPAIGN/run}
 INIT=${INIT:-dmcodec_cli/models/dmcodec-mini}
 CHUNK=${CHUNK:-500}
 STEPS=${STEPS:-200000}
+CURVE=${CURVE:-$CAMPAIGN/curve.jsonl}
 DMCODEC=${DMCODEC:-dmcodec}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$CAMPAIGN"
@@ -48,16 +51,16 @@ while [ ! -e "$CAMPAIGN/STOP" ]; do
     --init "$(cat "$RUN.init")" $resume --max-steps "$target" --cpu --quiet
   seconds=$(( $(date +%s) - start ))
   nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
-    --json "$CAMPAIGN/eval-$target.json" >/dev/null
-  python3 - "$RUN" "$CAMPAIGN" "$target" "$seconds" <<'EOF'
+    --json "$RUN.eval-$target.json" >/dev/null
+  python3 - "$RUN" "$CURVE" "$target" "$seconds" <<'EOF'
 import json, sys
-run, campaign, step, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+run, curve, step, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 valid = [r for r in map(json.loads, open(f"{run}/metrics.jsonl")) if r.get("split") == "valid" and r["step"] <= step]
-summary = json.load(open(f"{campaign}/eval-{step}.json"))["summary"]
+summary = json.load(open(f"{run}.eval-{step}.json"))["summary"]
 summary = summary.get("8", summary)  # per --n-q block, else the pooled one
 row = {"step": step, "chunk_seconds": seconds, "valid_mel_error": valid[-1]["mel_error"] if valid else None}
 row.update({k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance") if k in summary})
-with open(f"{campaign}/curve.jsonl", "a") as f:
+with open(curve, "a") as f:
     f.write(json.dumps(row) + "\n")
 print(json.dumps(row))
 EOF
