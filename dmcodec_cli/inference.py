@@ -56,11 +56,11 @@ def encode_file(model: DMCodec, reader: AudioReader, n_q: int | None = None, opt
 
 #: Codes up to 32 s (1600 frames, as for encoding) are decoded whole, as the model does; longer ones in
 #: windows keeping 16 s with 2 s of context on each side: 20 s decoded at once, so that the full-size model
-#: stays within 1.5 GB (its activations take about 27 MB per second decoded at once; 32 s windows: 1.7 GB).
+#: stays within 1.5 GB (its activations take about 27 MB per second decoded at once; 32 s windows: 1.76 GB).
 DECODE_WINDOWS = WindowPlan(window_seconds=16.0, context_seconds=2.0)
-#: |windowed - whole| on real speech, at most (samples in [-1, 1]); measured by
-#: ``benchmarks/decode_memory.py boundaries``: max 2.5e-7 / RMS 1.9e-8 (dmcodec-mini), max 3.8e-6 / RMS 4.2e-7
-#: (reference small model); with 1 s of context 2.9e-4 for the latter, without any 0.17 / 2.4.
+#: |windowed - whole| on real speech, at most (samples in [-1, 1]); measured on 100 s by
+#: ``benchmarks/decode_memory.py boundaries``: max 2.3e-7 / RMS 2.0e-8 (dmcodec-mini), max 4.3e-6 / RMS 4.8e-7
+#: (reference small model); with 1 s of context 2.9e-4 for the latter, without any 0.16 / 2.4.
 DECODE_MAX_DIFF, DECODE_RMS_DIFF = 1e-4, 1e-5
 
 
