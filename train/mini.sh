@@ -3,8 +3,9 @@
 # speakers it never heard.
 #   train/mini.sh TRAIN_MINI_DIR SPEECH_DIR WORK_DIR
 # TRAIN_MINI_DIR: the 56-minute train-mini corpus; SPEECH_DIR: the 51-clip speech set, of which the 13 clips
-# of the 12 speakers absent from train-mini are the evaluation set. STEPS (default 20000) bounds the run;
-# the bundled model was stopped by hand earlier (see the model card in README.md).
+# of the 12 speakers absent from train-mini are the evaluation set. STEPS (default 20000) bounds the run.
+# The bundled model is this run stopped at 2,260 steps, then continued by train/campaign.sh (the model card
+# in README.md and docs/training.md say how far).
 set -euo pipefail
 CORPUS=${1:?train-mini folder}
 SPEECH=${2:?speech folder}

@@ -1,9 +1,10 @@
 """The learning curve of a training campaign: steps vs validation mel error and held-out STOI / PESQ-wb.
 
-    python train/plot_campaign.py ~/.cache/dmcodec/campaign-mini -o docs/mini_curve.png [--start-step 2260]
+    python train/plot_campaign.py ~/.cache/dmcodec/campaign-mini -o docs/mini_curve.png [--start-step 2260] [--table]
 
 Reads CAMPAIGN/curve.jsonl (written by train/campaign.sh, one row per chunk) and the run's metrics.jsonl
-(every validation of the run). ``--start-step`` shifts the steps by those of the model the run started from.
+(every validation of the run). ``--start-step`` shifts the steps by those of the model the run started from;
+``--table`` also prints the curve as a Markdown table (for docs/training.md).
 """
 
 from __future__ import annotations
@@ -17,12 +18,23 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def print_table(curve: list[dict], shift: int) -> None:
+    print("| step | hours | validation mel error | STOI | PESQ-wb | SI-SDR (dB) | mel distance |")
+    print("|---|---|---|---|---|---|---|")
+    hours = 0.0
+    for row in curve:
+        hours += row.get("chunk_seconds", 0) / 3600
+        print(f"| {row['step'] + shift:,} | {hours:.2f} | {row['valid_mel_error']:.4f} | {row['stoi']:.3f} | "
+              f"{row['pesq_wb']:.3f} | {row['si_sdr']:.2f} | {row['mel_distance']:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("campaign", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--run", type=Path, help="run folder (default: CAMPAIGN/run)")
     parser.add_argument("--start-step", type=int, default=0, help="steps of the model the run started from")
+    parser.add_argument("--table", action="store_true", help="print the curve as a Markdown table")
     args = parser.parse_args()
 
     import matplotlib
@@ -31,6 +43,8 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     curve = read_jsonl(args.campaign / "curve.jsonl")
+    if args.table:
+        print_table(curve, args.start_step)
     valid = [r for r in read_jsonl((args.run or args.campaign / "run") / "metrics.jsonl") if r.get("split") == "valid"]
     shift = args.start_step
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
