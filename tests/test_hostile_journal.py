@@ -237,3 +237,13 @@ def test_merge_is_refused_while_a_run_writes_its_output(holder, reference, capsy
     refused = run_cli(capsys, "merge", tmp_path / "c.h5", reference)
     assert_one_line_error(refused, str(tmp_path / "c.h5"), "another dmcodec run", f"pid {holder.pid}")
     assert changes(before, snapshot(tmp_path)) == []
+
+
+def test_the_clean_up_removes_only_what_a_journal_writes(journal, reference, corpus, capsys, tmp_path):
+    work = tmp_path / "c.h5.work"
+    shutil.copytree(journal, work)
+    (work / "notes.txt").write_text("a user's file in a folder named like a journal")
+    result = run_cli(capsys, "encode", corpus, "-o", tmp_path / "c.h5", *ENCODE, "--json")
+    assert result.code == 0, result.stderr
+    assert store_content(tmp_path / "c.h5") == store_content(reference)
+    assert [p.name for p in work.iterdir()] == ["notes.txt"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -186,4 +185,9 @@ class Journal:
         for path in self._indexes():
             path.unlink(missing_ok=True)
             kill_point("remove:mark")
-        shutil.rmtree(self.dir, ignore_errors=True)
+        for path in [*self.dir.glob("seg-*"), *self.dir.glob(".*.tmp")]:  # only what a journal writes
+            path.unlink(missing_ok=True)
+        try:
+            self.dir.rmdir()
+        except OSError:  # gone already, or holds files dmcodec did not write: those are left alone
+            pass
