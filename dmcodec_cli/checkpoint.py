@@ -293,6 +293,12 @@ def load_release(directory: str | os.PathLike) -> DMCodec:
     return model_from_state_dict(state, config, str(directory))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtype = torch.float32,
                  inference_only: bool = False) -> str:
     """Write ``model`` as a release directory (``config.json`` and ``model.safetensors``, each atomically; nothing
@@ -315,5 +321,6 @@ def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtyp
     directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS_NAME) as weights, atomic_path(directory / CONFIG_NAME) as config:
         save_file(state, weights, metadata=metadata)
+        os.chmod(weights, 0o666 & ~_umask())  # safetensors creates its file 0600; a release is meant to be shared
         config.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return print_

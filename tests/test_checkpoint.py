@@ -157,3 +157,19 @@ def test_config_validation_is_strict():
     with pytest.raises(DmcodecError, match=r"n_q must be from 1 to 64, got 0"):
         CodecConfig(n_q=0)
     assert CodecConfig().frame_rate == 50 and CodecConfig().bitrate() == 4000
+
+
+def test_a_release_is_readable_by_others_as_the_umask_allows(tmp_path, small_model):
+    """safetensors creates its files 0600; a release folder is meant to be copied and shared."""
+    import copy
+    import os
+
+    from dmcodec_cli.checkpoint import save_release
+
+    old = os.umask(0o022)
+    try:
+        save_release(copy.deepcopy(small_model), tmp_path / "rel")
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "rel" / name).stat().st_mode & 0o777 == 0o644, name
