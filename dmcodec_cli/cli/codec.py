@@ -19,18 +19,12 @@ from ..registry import load_model, pick_device
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
 from ..corpus.windows import WindowPlan
-from .common import console, console_err, print_json
+from .common import check_n_q, console, console_err, print_json
 from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, wants_corpus
 
 MODEL_HELP = "Model: registered name, release directory, .pt / .safetensors checkpoint or Hugging Face id."
 OVERWRITE_HELP = ("Replace existing outputs that dmcodec did not write (never an input of the command; a folder "
                   "output is filled, never wiped).")
-
-
-def check_n_q(n_q: Optional[int], available: int) -> Optional[int]:
-    if n_q is not None and not 1 <= n_q <= available:
-        raise DmcodecError(f"--n-q must be between 1 and {available} for this model, got {n_q}")
-    return n_q
 
 
 CORPUS = "Engine and corpus (a folder, a manifest, -o X.h5 or -o DIR/ take the corpus path)"

@@ -27,7 +27,7 @@ from ..errors import DmcodecError
 from ..outputs import (STORE_SUFFIXES, check_file_output, check_folder_output, check_name_lengths, check_writable,
                        refuse_inputs)
 from ..registry import load_model, pick_device
-from .common import console, console_err, print_json
+from .common import check_n_q, console, console_err, print_json
 
 
 @dataclass
@@ -109,8 +109,7 @@ def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[
     try:
         options = args.run_options(n_q)  # bad options are refused before the model loads
         codec = drop_decoder(load_model(model, rank.device(device)))
-        if n_q is not None and not 1 <= n_q <= codec.n_q:
-            raise DmcodecError(f"--n-q must be between 1 and {codec.n_q} for this model, got {n_q}")
+        check_n_q(n_q, codec.n_q)
         if input.is_file() and not is_manifest(input):
             items = [Item(input.stem, input)]
         else:
