@@ -18,6 +18,7 @@ from .errors import DmcodecError
 from .walk import printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}  #: extensions audio is written as
 
 
 @dataclass
@@ -212,7 +213,7 @@ def save_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -
 
 def _write_format(path: Path) -> tuple[str, str]:
     """(soundfile format, subtype) that ``path``'s extension asks for; DmcodecError for any other."""
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DmcodecError(f"{path}: cannot write audio with extension {path.suffix!r}; use .wav, .flac or .ogg")
     return fmt, "VORBIS" if fmt == "OGG" else "PCM_16"

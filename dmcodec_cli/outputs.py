@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .atomic import write_text_atomic
-from .audio import AUDIO_EXTENSIONS
+from .audio import AUDIO_EXTENSIONS, WRITE_FORMATS
 from .errors import DmcodecError
 
 CODE_SUFFIXES = (".npy",)
-AUDIO_OUT_SUFFIXES = (".wav", ".flac", ".ogg")  #: what ``save_audio`` writes
+AUDIO_OUT_SUFFIXES = tuple(WRITE_FORMATS)  #: what ``save_audio`` / ``AudioWriter`` write
 STORE_SUFFIXES = (".h5", ".hdf5")
 #: extensions that say "file": a folder output named so is a mistake (``-o codes.npy/``, ``-o out.wav`` for a store)
 FILE_SUFFIXES = (*AUDIO_EXTENSIONS, *CODE_SUFFIXES, *STORE_SUFFIXES, ".pt", ".pth", ".safetensors", ".json",
