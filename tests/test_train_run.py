@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from dmcodec_cli.checkpoint import load_release
 from dmcodec_cli.errors import DmcodecError
@@ -112,3 +113,35 @@ def test_crops_start_on_frames_and_carry_their_teacher_frames(tmp_path):
     assert len(starts) > 5 and max(starts) <= 150 - 25
     audio, features, _ = dataset[(0, -1)]
     assert features["sm"][0, 0] == 0
+
+
+def test_the_weight_average_is_exported_without_changing_the_training(corpus, tmp_path):
+    common = dict(teacher="none", save_every=1, valid_every=3, keep_checkpoints=3)
+    plain = _train(corpus, tmp_path / "plain", 3, features=False, **common)
+    averaged = _train(corpus, tmp_path / "ema", 3, features=False, ema_decay=0.5, **common)
+    assert load_release(averaged.last).fingerprint == load_release(plain.last).fingerprint  # live weights untouched
+    states = [_state(p) for p in sorted((tmp_path / "ema" / "checkpoints").iterdir())]
+    assert all(_state(p)["ema"] is None for p in (tmp_path / "plain" / "checkpoints").iterdir())
+    before, after = states[1], states[2]  # the average moves half-way towards the new weights each step
+    for name, value in after["ema"].items():
+        torch.testing.assert_close(value, 0.5 * before["ema"][name] + 0.5 * after["generator"][name])
+    exported = load_release(tmp_path / "ema" / "ema").state_dict()
+    for name, value in after["ema"].items():
+        torch.testing.assert_close(exported[name], value)
+    assert exported["quantizer.vq.layers.0._codebook.embed"].equal(after["generator"]["quantizer.vq.layers.0._codebook.embed"])
+    valid = read_metrics(averaged.metrics, "valid")[-1]
+    assert np.isfinite(valid["ema_mel_error"]) and valid["ema_mel_error"] != valid["mel_error"]
+
+
+def _state(checkpoint):
+    return torch.load(checkpoint / "state.pt", weights_only=True)
+
+
+def test_switching_the_average_on_at_resume_starts_it_from_the_resumed_weights(corpus, tmp_path):
+    common = dict(teacher="none", save_every=2)
+    _train(corpus, tmp_path / "exp", 2, features=False, **common)
+    _train(corpus, tmp_path / "exp", 3, features=False, resume=True, ema_decay=0.5, **common)
+    state = _state(tmp_path / "exp" / "checkpoints" / "step-0000003")
+    start = _state(tmp_path / "exp" / "checkpoints" / "step-0000002")["generator"]
+    for name, value in state["ema"].items():
+        torch.testing.assert_close(value, 0.5 * start[name] + 0.5 * state["generator"][name])

@@ -52,14 +52,23 @@ while [ ! -e "$CAMPAIGN/STOP" ]; do
   seconds=$(( $(date +%s) - start ))
   nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
     --json "$RUN.eval-$target.json" >/dev/null
+  if [ -d "$RUN/ema" ]; then  # the recipe keeps a moving average of the weights (ema_decay): score it too
+    nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/ema" --n-q 8 --summary-only \
+      --json "$RUN.eval-ema-$target.json" >/dev/null
+  fi
   python3 - "$RUN" "$CURVE" "$target" "$seconds" <<'EOF'
-import json, sys
+import json, os, sys
 run, curve, step, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 valid = [r for r in map(json.loads, open(f"{run}/metrics.jsonl")) if r.get("split") == "valid" and r["step"] <= step]
-summary = json.load(open(f"{run}.eval-{step}.json"))["summary"]
-summary = summary.get("8", summary)  # per --n-q block, else the pooled one
 row = {"step": step, "chunk_seconds": seconds, "valid_mel_error": valid[-1]["mel_error"] if valid else None}
-row.update({k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance") if k in summary})
+for prefix, name in (("", f"{run}.eval-{step}.json"), ("ema_", f"{run}.eval-ema-{step}.json")):
+    if not os.path.isfile(name):
+        continue
+    summary = json.load(open(name))["summary"]
+    summary = summary.get("8", summary)  # per --n-q block, else the pooled one
+    row.update({prefix + k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance") if k in summary})
+if valid and "ema_mel_error" in valid[-1]:
+    row["ema_valid_mel_error"] = valid[-1]["ema_mel_error"]
 with open(curve, "a") as f:
     f.write(json.dumps(row) + "\n")
 print(json.dumps(row))

@@ -68,6 +68,7 @@ class TrainOptions:
     lr_decay: float = 0.98  #: multiplied into the learning rate every ``decay_every`` steps
     decay_every: int = 1000
     grad_clip: float = 0.0  #: max gradient norm (0 = off)
+    ema_decay: float = 0.0  #: 0 = off; else an exponential moving average of the generator's weights is kept
     mixed_precision: str = "no"  #: no | bf16 | fp16 (GPU only)
     seed: int = 1234
     batch_size: int = 6
@@ -95,6 +96,8 @@ class TrainOptions:
         for name in ("batch_size", "segment_size", "log_every", "valid_every", "save_every", "decay_every"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if min(self.sm_weight, self.lm_weight) < 0:
             problems.append("teacher weights must be >= 0")
         if problems:

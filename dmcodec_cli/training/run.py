@@ -20,11 +20,13 @@ from . import state as saved
 from .config import TrainOptions
 from .data import BatchOrder, SegmentDataset, StepSampler, check_features, collate, load_segments
 from .monitor import Monitor, truncate_metrics
-from .trainer import Trainer, build_trainer, load_state_dict, make_accelerator, state_dict, train_step, validate
+from .trainer import (Trainer, build_trainer, ema_weights, load_state_dict, make_accelerator, state_dict, train_step,
+                      validate)
 
 #: Options that may change between a run and its resumption (they do not change the trajectory).
+#: ``ema_decay`` only changes what is exported beside the run (the average starts where it is switched on).
 RESUMABLE_CHANGES = {"max_steps", "epochs", "log_every", "valid_every", "valid_items", "save_every",
-                     "keep_checkpoints", "showpiece_num", "num_workers"}
+                     "keep_checkpoints", "showpiece_num", "num_workers", "ema_decay"}
 
 
 @dataclass
@@ -52,6 +54,10 @@ class Paths:
     @property
     def last(self) -> Path:
         return self.root / "last"
+
+    @property
+    def ema(self) -> Path:
+        return self.root / "ema"
 
     @property
     def tensorboard(self) -> Path:
@@ -121,6 +127,9 @@ def _save(trainer: Trainer, paths: Paths) -> None:
     if acc.is_main_process:
         saved.commit(paths.checkpoints, trainer.step, state_dict(trainer), trainer.options.keep_checkpoints)
         save_release(trainer.codec, paths.last)
+        if trainer.ema is not None:
+            with ema_weights(trainer) as averaged:
+                save_release(averaged, paths.ema)
     acc.wait_for_everyone()
 
 
@@ -128,6 +137,10 @@ def _validate(trainer: Trainer, loader, paths: Paths, monitor: Monitor) -> None:
     acc = trainer.accelerator
     if acc.is_main_process and loader is not None:
         values, shows = validate(trainer, loader)
+        if trainer.ema is not None:
+            with ema_weights(trainer):
+                averaged, _ = validate(trainer, loader)
+            values.update({f"ema_{name}": value for name, value in averaged.items()})
         monitor.scalars(trainer.step, "valid", values)
         monitor.showpieces(trainer.step, shows, trainer.codec.sample_rate, trainer.mel_loss.mels[0])
         if values["mel_error"] < trainer.best:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -62,6 +64,7 @@ class Trainer:
     mel_loss: MultiScaleMelLoss
     step: int = 0
     best: float = math.inf  #: best validation mel error
+    ema: dict[str, Tensor] | None = None  #: moving average of the codec's parameters (when ema_decay > 0)
 
     @property
     def codec(self) -> DMCodec:
@@ -147,8 +150,45 @@ def train_step(trainer: Trainer, batch: Batch) -> dict[str, float]:
     logged.update({name: float(value.detach()) for name, value in terms.items()})
     logged["generator"] = float(loss.detach())
     logged["lr"] = trainer.sched_g.get_last_lr()[0]
+    if trainer.ema is not None:
+        update_ema(trainer)
     trainer.step += 1
     return logged
+
+
+# -- the moving average of the generator's weights --------------------------------------------------
+
+def start_ema(trainer: Trainer) -> None:
+    """Begin the average at the codec's current weights (a fresh run, or a checkpoint saved without one).
+
+    Only parameters are averaged: the codebooks are buffers that are already moving averages.
+    """
+    trainer.ema = {name: value.detach().clone() for name, value in trainer.codec.named_parameters()}
+
+
+@torch.no_grad()
+def update_ema(trainer: Trainer) -> None:
+    live = dict(trainer.codec.named_parameters())
+    for name, average in trainer.ema.items():
+        average.lerp_(live[name], 1.0 - trainer.options.ema_decay)
+
+
+@contextmanager
+def ema_weights(trainer: Trainer) -> Iterator[DMCodec]:
+    """The codec with the averaged weights swapped in (the live ones are swapped back on exit)."""
+    @torch.no_grad()
+    def swap() -> None:
+        live = dict(trainer.codec.named_parameters())
+        for name, average in trainer.ema.items():
+            held = live[name].clone()
+            live[name].copy_(average)
+            average.copy_(held)
+
+    swap()
+    try:
+        yield trainer.codec
+    finally:
+        swap()
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -217,7 +257,10 @@ def build_trainer(codec: DMCodec, options: TrainOptions, accelerator) -> Trainer
     opt_d, sched_d = _optimizer(options, discriminators.parameters())
     generator, discriminators, opt_g, opt_d = accelerator.prepare(generator, discriminators, opt_g, opt_d)
     mel = MultiScaleMelLoss(codec.config, options.mel_weights).to(accelerator.device)
-    return Trainer(options, accelerator, generator, discriminators, opt_g, opt_d, sched_g, sched_d, mel)
+    trainer = Trainer(options, accelerator, generator, discriminators, opt_g, opt_d, sched_g, sched_d, mel)
+    if options.ema_decay:
+        start_ema(trainer)
+    return trainer
 
 
 def state_dict(trainer: Trainer) -> dict[str, Any]:
@@ -225,7 +268,7 @@ def state_dict(trainer: Trainer) -> dict[str, Any]:
             "opt_g": trainer.opt_g.state_dict(), "opt_d": trainer.opt_d.state_dict(),
             "sched_g": trainer.sched_g.state_dict(), "sched_d": trainer.sched_d.state_dict(),
             "scaler": trainer.accelerator.scaler.state_dict() if trainer.accelerator.scaler else None,
-            "best": trainer.best}
+            "best": trainer.best, "ema": trainer.ema}
 
 
 def load_state_dict(trainer: Trainer, state: dict[str, Any]) -> None:
@@ -236,3 +279,8 @@ def load_state_dict(trainer: Trainer, state: dict[str, Any]) -> None:
     if state.get("scaler") and trainer.accelerator.scaler:
         trainer.accelerator.scaler.load_state_dict(state["scaler"])
     trainer.step, trainer.best = int(state["step"]), float(state["best"])
+    if trainer.options.ema_decay:
+        if state.get("ema") is None:
+            start_ema(trainer)
+        else:
+            trainer.ema = {name: value.to(trainer.accelerator.device) for name, value in state["ema"].items()}
