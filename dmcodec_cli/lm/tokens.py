@@ -194,6 +194,7 @@ def from_tokens(tokens: np.ndarray, spec: TokenSpec) -> np.ndarray:
     """The exact inverse of :func:`to_tokens`: tokens -> int64 codes [spec.n_q, T]; ValueError for a sequence
     that ``to_tokens`` cannot have made (wrong shape, misplaced special tokens, a code out of its codebook)."""
     tokens = np.asarray(tokens)
-    if tokens.dtype.kind not in "iu":
+    if tokens.dtype.kind not in "iu" and tokens.size:  # an empty list read from JSON is float64
         raise ValueError(f"tokens must be integers, got {tokens.dtype}")
+    tokens = tokens.astype(np.int64)
     return _checked_codes(LAYOUTS[spec.layout].unarrange(tokens, spec), spec, spec.layout)

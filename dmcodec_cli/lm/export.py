@@ -1,0 +1,165 @@
+"""``dmcodec export``: a code store -> sharded LM training data (Hugging Face parquet, WebDataset, JSONL, lhotse).
+
+The output folder holds the shards and ``dmcodec-export.json``: the token spec (layout, K, vocabulary,
+special ids, model fingerprint, frame rate), the settings and the shards finished so far. Shard ``i``
+holds utterances ``[i * shard_size, (i + 1) * shard_size)`` of the store, so a run that stops (crash,
+Ctrl-C, failed items) is resumed by running the same command again: finished shards are kept, the
+others written. An utterance that cannot be read is a failed item (``failures.tsv``); its shard is
+written without it and tried again by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..corpus.progress import Quiet
+from ..corpus.runner import Failure, check_failures_file, write_failures
+from ..corpus.store import CodeStore
+from ..errors import DmcodecError
+from ..outputs import OVERWRITE_HINT, read_record, write_record
+from .formats import FORMATS, Row
+from .labels import Labels
+from .tokens import TokenSpec, to_tokens
+
+EXPORT_FORMAT = "dmcodec-export"
+EXPORT_VERSION = 1
+RECORD_NAME = "dmcodec-export.json"
+DEFAULT_SHARD_SIZE = 10_000
+
+
+@dataclass
+class ExportSummary:
+    output: str
+    format: str
+    total: int = 0  #: utterances in the store
+    exported: int = 0  #: written by this run
+    skipped: int = 0  #: in shards finished by an earlier run
+    tokens: int = 0  #: tokens written by this run
+    shards: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    failures_file: str | None = None
+    wall_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"output": self.output, "format": self.format, "total": self.total, "exported": self.exported,
+                "skipped": self.skipped, "failed": len(self.failures), "failures_file": self.failures_file,
+                "shards": self.shards, "tokens": self.tokens, "wall_seconds": round(self.wall_seconds, 3),
+                "tokens_per_second": round(self.tokens / max(self.wall_seconds, 1e-9), 1)}
+
+
+def store_digest(store: CodeStore) -> str:
+    """What identifies a store's content for resuming: model, ids and frame offsets."""
+    digest = hashlib.sha256(store.meta.model_fingerprint.encode())
+    digest.update(store.offsets.tobytes())
+    digest.update("\0".join(store.ids).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _previous_shards(output: Path, settings: dict, overwrite: bool) -> set[int]:
+    """Shards a previous run with the same settings finished (and still on disk); refuses a folder that holds
+    something else unless ``overwrite`` (then only the files that export recorded are removed)."""
+    record = read_record(output, RECORD_NAME, EXPORT_FORMAT)
+    if record is None:
+        if output.exists() and any(output.iterdir()) and not overwrite:
+            raise DmcodecError(f"{output}: is not empty and holds no dmcodec export; {OVERWRITE_HINT} -o")
+        return set()
+    if record.get("settings") == settings:
+        files = FORMATS[settings["format"]].files
+        return {i for i in record.get("shards_done", []) if isinstance(i, int)
+                and all((output / name).is_file() for name in files(i, settings["shards"]))}
+    changed = sorted(k for k in settings if record.get("settings", {}).get(k) != settings[k])
+    if not overwrite:
+        raise DmcodecError(f"{output}: holds an export with other settings ({', '.join(changed)} differ); "
+                           f"{OVERWRITE_HINT} -o")
+    for name in record.get("files", []):
+        target = output / str(name)
+        if target.resolve().is_relative_to(output.resolve()) and target.is_file():
+            target.unlink()
+    return set()
+
+
+def _row(store: CodeStore, i: int, spec: TokenSpec, labels: Labels) -> Row:
+    tokens = to_tokens(store[i], spec)  # reading checks the codes against the codebook
+    return Row(i, store.ids[i], tokens, int(store.offsets[i + 1] - store.offsets[i]), labels.of(store.ids[i]))
+
+
+def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: str = "hf", layout: str | None = None,
+                 n_q: int | None = None, codebook_offsets: bool | None = None,
+                 shard_size: int = DEFAULT_SHARD_SIZE, labels: Labels = Labels(), progress: Quiet = Quiet(),
+                 overwrite: bool = False) -> ExportSummary:
+    """Write the store's utterances as ``fmt`` shards of ``layout`` tokens (default: the format's, ``flat`` but
+    for lhotse) over its first ``n_q`` codebooks (default: all)."""
+    if fmt not in FORMATS:
+        raise DmcodecError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if not 1 <= shard_size <= 10_000_000:
+        raise DmcodecError(f"--shard-size must be 1..10000000 utterances per shard, got {shard_size}")
+    layout = FORMATS[fmt].check_layout(layout)
+    FORMATS[fmt].check_available()
+    output, started = Path(output), time.monotonic()
+    with CodeStore(store_path) as store:
+        meta = store.meta
+        if n_q is not None and not 1 <= n_q <= meta.n_q:
+            raise DmcodecError(f"--n-q must be between 1 and {meta.n_q} (the codebooks in {store_path}), got {n_q}")
+        try:
+            spec = TokenSpec.for_codes(layout, n_q or meta.n_q, meta.codebook_size, meta.frame_rate,
+                                       meta.model_fingerprint, codebook_offsets)
+        except ValueError as exc:
+            raise DmcodecError(f"--layout {layout}: {exc}") from None
+        total_shards = max(1, math.ceil(len(store) / shard_size))
+        settings = {"format": fmt, "tokens": spec.to_dict(), "shard_size": shard_size, "shards": total_shards,
+                    "store": store_digest(store), "labels": labels.digest()}
+        failures_path = output / "failures.tsv"
+        check_failures_file(failures_path, overwrite)
+        done = _previous_shards(output, settings, overwrite)
+        summary = ExportSummary(str(output), fmt, len(store), shards=total_shards)
+        writer = FORMATS[fmt]
+        record = {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "settings": settings,
+                  "tokens": spec.to_dict(), "store": str(store_path), "utterances": len(store),
+                  "shards_done": sorted(done), "complete": False,
+                  "files": [name for i in range(total_shards) for name in writer.files(i, total_shards)]}
+        write_record(output, RECORD_NAME, record)
+        seconds = store.num_samples / meta.sample_rate
+        progress.start(len(store), f"export {fmt}")
+        try:
+            for index in range(total_shards):
+                chosen = range(index * shard_size, min((index + 1) * shard_size, len(store)))
+                if index in done:
+                    summary.skipped += len(chosen)
+                    progress.advance(len(chosen), float(seconds[chosen.start:chosen.stop].sum()))
+                    continue
+                rows, failed = [], []
+                for i in chosen:
+                    try:
+                        rows.append(_row(store, i, spec, labels))
+                        progress.advance(1, float(seconds[i]))
+                    except DmcodecError as exc:
+                        failed.append(Failure(store.ids[i], str(store_path), str(exc)))
+                        progress.advance(1, 0.0, failed=1)
+                writer.write([output / name for name in writer.files(index, total_shards)], rows, spec)
+                summary.exported += len(rows)
+                summary.tokens += sum(r.tokens.size for r in rows)
+                summary.failures += failed
+                if not failed:
+                    done.add(index)
+                    record["shards_done"] = sorted(done)
+                    write_record(output, RECORD_NAME, record)
+        finally:
+            progress.stop()
+    record["complete"] = len(done) == total_shards
+    write_record(output, RECORD_NAME, record)
+    summary.failures_file = write_failures(failures_path, summary.failures)
+    summary.wall_seconds = time.monotonic() - started
+    return summary
+
+
+def read_export_spec(output: str | os.PathLike) -> TokenSpec:
+    """The token spec of an export folder (to turn its sequences back into codes with ``from_tokens``)."""
+    record = read_record(Path(output), RECORD_NAME, EXPORT_FORMAT)
+    if record is None:
+        raise DmcodecError(f"{output}: no {RECORD_NAME}; not a dmcodec export")
+    return TokenSpec.from_dict(record["tokens"])
