@@ -70,3 +70,19 @@ def test_a_cut_without_a_recording_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "encode", manifest, "-o", tmp_path / "o.h5", "--model", MODEL)
     assert code == 2 and "cut 'x'" in err and "no recording" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_export_takes_a_cutset_s_supervisions_as_labels(tmp_path):
+    from dmcodec_cli.lm.labels import read_labels
+
+    recording = lhotse.Recording.from_file(CLIP16, recording_id="r")
+    cuts = [lhotse.MonoCut("a", 0.0, 1.0, 0, recording=recording, supervisions=[
+                lhotse.SupervisionSegment("a-0", "r", 0.0, 0.5, text="HELLO", speaker="s1"),
+                lhotse.SupervisionSegment("a-1", "r", 0.5, 0.5, text="WORLD", speaker="s1")]),
+            lhotse.MonoCut("b", 1.0, 1.0, 0, recording=recording)]
+    manifest = tmp_path / "cuts.jsonl.gz"
+    lhotse.CutSet.from_cuts(cuts).to_file(manifest)
+    labels = read_labels(manifest)
+    assert labels.columns == ("text", "speaker")
+    assert labels.of("a") == {"text": "HELLO WORLD", "speaker": "s1"}
+    assert labels.of("b") == {"text": None, "speaker": None}

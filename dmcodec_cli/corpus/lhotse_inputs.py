@@ -57,10 +57,10 @@ def _cut_item(cut, manifest: Path) -> Item:
     return Item(cut.id, _audio_file(recording, manifest), float(cut.start), float(cut.duration))
 
 
-def read_lhotse_manifest(manifest: Path) -> list[Item]:
-    """Items of a lhotse CutSet or RecordingSet manifest, in its order."""
+def load_lhotse_manifest(manifest: Path):
+    """The CutSet / RecordingSet / ... lhotse reads from ``manifest``; one DmcodecError line if it cannot."""
     try:
-        from lhotse import CutSet, RecordingSet, load_manifest
+        from lhotse import load_manifest
     except ImportError as exc:
         raise DmcodecError(f"{manifest}: a lhotse manifest needs lhotse, which cannot be imported ({exc}); "
                            "pip install 'dmcodec[lhotse]'") from None
@@ -69,6 +69,14 @@ def read_lhotse_manifest(manifest: Path) -> list[Item]:
     except Exception as exc:  # lhotse raises many kinds for a file it cannot take
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DmcodecError(f"{manifest}: lhotse cannot read it as a manifest ({reason})") from None
+    return loaded
+
+
+def read_lhotse_manifest(manifest: Path) -> list[Item]:
+    """Items of a lhotse CutSet or RecordingSet manifest, in its order."""
+    from lhotse import CutSet, RecordingSet
+
+    loaded = load_lhotse_manifest(manifest)
     if isinstance(loaded, RecordingSet):
         return [Item(recording.id, _audio_file(recording, manifest)) for recording in loaded]
     if isinstance(loaded, CutSet):

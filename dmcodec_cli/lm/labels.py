@@ -1,7 +1,8 @@
 """Transcripts and speakers for an export: read from a JSONL manifest keyed by utterance id.
 
 Any JSONL file with one object per line, each with an ``"id"`` and optionally ``"text"`` and
-``"speaker"`` strings, is accepted; ``dmcodec prep``'s segment manifests are such files.
+``"speaker"`` strings, is accepted; ``dmcodec prep``'s segment manifests are such files. So is a lhotse
+CutSet: a cut's supervisions give its text (joined) and speaker (the first).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..corpus.lhotse_inputs import is_lhotse_manifest, load_lhotse_manifest
 from ..errors import DmcodecError
 
 COLUMNS = ("text", "speaker")
@@ -42,9 +44,30 @@ def _label(record: dict, name: str, where: str) -> str | None:
     return value
 
 
+def _lhotse_labels(path: Path) -> dict[str, dict[str, str | None]]:
+    from lhotse import CutSet
+
+    cuts = load_lhotse_manifest(path)
+    if not isinstance(cuts, CutSet):
+        raise DmcodecError(f"{path}: a lhotse {type(cuts).__name__} holds no transcripts; give a CutSet")
+    labels = {}
+    for cut in cuts:
+        texts = [s.text for s in cut.supervisions if s.text]
+        speakers = [s.speaker for s in cut.supervisions if s.speaker]
+        labels[cut.id] = {"text": " ".join(texts) or None, "speaker": speakers[0] if speakers else None}
+    return labels
+
+
+def _with_columns(by_id: dict[str, dict[str, str | None]]) -> Labels:
+    return Labels(by_id, tuple(c for c in COLUMNS if any(values[c] is not None for values in by_id.values())))
+
+
 def read_labels(path: str | os.PathLike) -> Labels:
-    """Labels from a JSONL manifest; one line naming the file and line for anything malformed."""
+    """Labels from a JSONL manifest or a lhotse CutSet; one line naming the file (and line) for anything
+    malformed."""
     path = Path(path)
+    if is_lhotse_manifest(path):
+        return _with_columns(_lhotse_labels(path))
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -61,5 +84,4 @@ def read_labels(path: str | os.PathLike) -> Labels:
         if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
             raise DmcodecError(f"{where}: each line needs an \"id\" string (and optionally \"text\", \"speaker\")")
         by_id[record["id"]] = {name: _label(record, name, where) for name in COLUMNS}
-    columns = tuple(c for c in COLUMNS if any(values[c] is not None for values in by_id.values()))
-    return Labels(by_id, columns)
+    return _with_columns(by_id)
