@@ -9,6 +9,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from cli import run_cli
 
 from dmcodec_cli.corpus.store import CodeStore, Entry, StoreMeta, write_store
 from dmcodec_cli.errors import DmcodecError
@@ -16,8 +17,6 @@ from dmcodec_cli.lm import formats
 from dmcodec_cli.lm.export import RECORD_NAME, export_store, read_export_spec
 from dmcodec_cli.lm.labels import read_labels
 from dmcodec_cli.lm.tokens import from_tokens
-
-from cli import run_cli
 
 N_Q, CODEBOOK = 3, 64
 META = StoreMeta(16000, 50.0, N_Q, CODEBOOK, "e" * 64, json.dumps({"n_q": N_Q}))

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-
 from cli import run_cli
 from conftest import REFERENCE, SPEECH
+
 from dmcodec_cli.corpus.store import CodeStore
 
 lhotse = pytest.importorskip("lhotse")
@@ -52,12 +52,13 @@ def test_a_cutset_s_spans_encode_like_the_same_audio_cut_into_files(tmp_path, ca
 
 
 def test_a_recordingset_gives_one_utterance_per_recording(tmp_path, capsys, one_thread):
-    recordings = lhotse.RecordingSet.from_recordings(
-        [lhotse.Recording.from_file(CLIP16, recording_id="r16"), lhotse.Recording.from_file(CLIP22, recording_id="r22")])
+    recordings = lhotse.RecordingSet.from_recordings([lhotse.Recording.from_file(CLIP16, recording_id="r16"),
+                                                      lhotse.Recording.from_file(CLIP22, recording_id="r22")])
     manifest = tmp_path / "recordings.jsonl"  # plain JSONL, known as lhotse's by its fields
     recordings.to_file(manifest)
     plain = tmp_path / "plain.jsonl"
-    plain.write_text(json.dumps({"id": "r16", "path": str(CLIP16)}) + "\n" + json.dumps({"id": "r22", "path": str(CLIP22)}))
+    plain.write_text("".join(json.dumps({"id": name, "path": str(clip)}) + "\n"
+                             for name, clip in [("r16", CLIP16), ("r22", CLIP22)]))
     got, want = encode(capsys, manifest, tmp_path / "r.h5"), encode(capsys, plain, tmp_path / "p.h5")
     assert sorted(got) == ["r16", "r22"]
     for name in want:

@@ -57,18 +57,15 @@ def _write_tar(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
     import webdataset
 
     # the key is the row's index: an id may hold dots or slashes, which WebDataset reads as extensions / folders
-    with atomic_path(targets[0]) as tmp:
-        with webdataset.TarWriter(str(tmp)) as sink:
-            for row in rows:
-                meta = {"id": row.id, "num_frames": row.num_frames, **row.labels}
-                sink.write({"__key__": f"{row.index:09d}", "tokens.npy": row.tokens, "json": meta})
+    with atomic_path(targets[0]) as tmp, webdataset.TarWriter(str(tmp)) as sink:
+        for row in rows:
+            meta = {"id": row.id, "num_frames": row.num_frames, **row.labels}
+            sink.write({"__key__": f"{row.index:09d}", "tokens.npy": row.tokens, "json": meta})
 
 
 def _write_jsonl(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
-    with atomic_path(targets[0]) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row.record(), ensure_ascii=False) + "\n")
+    with atomic_path(targets[0]) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row.record(), ensure_ascii=False) + "\n" for row in rows)
 
 
 @contextmanager
@@ -91,16 +88,15 @@ def _write_lhotse(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None
     arrays_path, cuts_path = targets
     frame_shift = 1.0 / spec.frame_rate
     cuts = []
-    with _atomic_with_suffix(arrays_path, ".h5") as tmp:
-        with NumpyHdf5Writer(tmp) as writer:
-            for row in rows:
-                array = writer.store_array(str(row.index), row.tokens.T, frame_shift=frame_shift, temporal_dim=0)
-                array.array.storage_path = str(arrays_path.resolve())
-                duration = row.num_frames * frame_shift
-                supervisions = ([SupervisionSegment(f"{row.id}-0", row.id, 0.0, duration, text=row.labels.get("text"),
-                                                    speaker=row.labels.get("speaker"))]
-                                if any(row.labels.values()) else [])
-                cuts.append(MonoCut(row.id, 0.0, duration, 0, supervisions=supervisions, custom={"codes": array}))
+    with _atomic_with_suffix(arrays_path, ".h5") as tmp, NumpyHdf5Writer(tmp) as writer:
+        for row in rows:
+            array = writer.store_array(str(row.index), row.tokens.T, frame_shift=frame_shift, temporal_dim=0)
+            array.array.storage_path = str(arrays_path.resolve())  # the name it has once renamed into place
+            duration = row.num_frames * frame_shift
+            supervisions = ([SupervisionSegment(f"{row.id}-0", row.id, 0.0, duration, text=row.labels.get("text"),
+                                                speaker=row.labels.get("speaker"))]
+                            if any(row.labels.values()) else [])
+            cuts.append(MonoCut(row.id, 0.0, duration, 0, supervisions=supervisions, custom={"codes": array}))
     with _atomic_with_suffix(cuts_path, ".jsonl.gz") as tmp:
         CutSet.from_cuts(cuts).to_file(tmp)
 
