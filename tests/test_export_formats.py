@@ -186,3 +186,15 @@ def test_a_malformed_manifest_is_one_line(tmp_path, store, capsys):
     manifest.write_text('{"id": "a"}\n{"text": "no id"}\n')
     code, _, err = run_cli(capsys, "export", store, "-o", tmp_path / "o", "--manifest", manifest)
     assert code == 2 and "m.jsonl:2" in err and "\"id\"" in err and not (tmp_path / "o").exists()
+
+
+def test_overwrite_removes_the_previous_export_s_shards_and_nothing_else(tmp_path, store):
+    out = tmp_path / "out"
+    export_store(store, out, "jsonl", shard_size=2)
+    (out / "mine.txt").write_text("keep")
+    assert len(list(out.glob("tokens-*"))) == 4
+    with pytest.raises(DmcodecError, match="shard_size, shards differ"):
+        export_store(store, out, "jsonl", shard_size=10)
+    export_store(store, out, "jsonl", shard_size=10, overwrite=True)
+    assert sorted(p.name for p in out.glob("tokens-*")) == ["tokens-00000-of-00001.jsonl"]  # no stale shards
+    assert (out / "mine.txt").read_text() == "keep" and len(read_jsonl(out)) == len(NAMES)

@@ -28,8 +28,8 @@ def export(
                                                     help="Codebook k's code c as token k * codebook_size + c "
                                                     "(default: on for flat only)."),
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, help="Utterances per shard."),
-    manifest: Optional[Path] = typer.Option(None, help="JSONL with \"id\" and \"text\" / \"speaker\": adds those "
-                                            "columns."),
+    manifest: Optional[Path] = typer.Option(None, help="JSONL with \"id\" and \"text\" / \"speaker\", or a "
+                                            "lhotse CutSet: adds those columns."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder's content that is not this "
                                    "export's (never an input; only files export wrote are removed)."),

@@ -60,32 +60,53 @@ def store_digest(store: CodeStore) -> str:
     return digest.hexdigest()
 
 
+def _shard_files(settings: dict) -> list[str]:
+    """Every file of an export with these settings (from its format and shard count, not from a list in a file)."""
+    writer, total = FORMATS.get(settings.get("format")), settings.get("shards")
+    if writer is None or not isinstance(total, int) or total < 1:
+        return []
+    return [name for i in range(total) for name in writer.files(i, total)]
+
+
 def _previous_shards(output: Path, settings: dict, overwrite: bool) -> set[int]:
     """Shards a previous run with the same settings finished (and still on disk); refuses a folder that holds
-    something else unless ``overwrite`` (then only the files that export recorded are removed)."""
+    something else unless ``overwrite`` (then the previous export's shard files are removed, nothing else)."""
     record = read_record(output, RECORD_NAME, EXPORT_FORMAT)
     if record is None:
         if output.exists() and any(output.iterdir()) and not overwrite:
             raise DmcodecError(f"{output}: is not empty and holds no dmcodec export; {OVERWRITE_HINT} -o")
         return set()
-    if record.get("settings") == settings:
+    previous = record.get("settings") if isinstance(record.get("settings"), dict) else {}
+    if previous == settings:
         files = FORMATS[settings["format"]].files
-        return {i for i in record.get("shards_done", []) if isinstance(i, int)
+        return {i for i in record.get("shards_done", []) if isinstance(i, int) and 0 <= i < settings["shards"]
                 and all((output / name).is_file() for name in files(i, settings["shards"]))}
-    changed = sorted(k for k in settings if record.get("settings", {}).get(k) != settings[k])
     if not overwrite:
+        changed = sorted(k for k in settings if previous.get(k) != settings[k])
         raise DmcodecError(f"{output}: holds an export with other settings ({', '.join(changed)} differ); "
                            f"{OVERWRITE_HINT} -o")
-    for name in record.get("files", []):
-        target = output / str(name)
-        if target.resolve().is_relative_to(output.resolve()) and target.is_file():
-            target.unlink()
+    for name in _shard_files(previous):
+        (output / name).unlink(missing_ok=True)
     return set()
 
 
 def _row(store: CodeStore, i: int, spec: TokenSpec, labels: Labels) -> Row:
     tokens = to_tokens(store[i], spec)  # reading checks the codes against the codebook
     return Row(i, store.ids[i], tokens, int(store.offsets[i + 1] - store.offsets[i]), labels.of(store.ids[i]))
+
+
+def _shard_rows(store: CodeStore, chosen: range, spec: TokenSpec, labels: Labels,
+                progress: Quiet) -> tuple[list[Row], list[Failure]]:
+    """The rows of utterances ``chosen``; one that cannot be read is a failure, the others go on."""
+    rows, failed = [], []
+    for i in chosen:
+        try:
+            rows.append(_row(store, i, spec, labels))
+            progress.advance(1, float(store.num_samples[i]) / store.meta.sample_rate)
+        except DmcodecError as exc:
+            failed.append(Failure(store.ids[i], str(store.path), str(exc)))
+            progress.advance(1, 0.0, failed=1)
+    return rows, failed
 
 
 def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: str = "hf", layout: str | None = None,
@@ -120,26 +141,18 @@ def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: 
         writer = FORMATS[fmt]
         record = {"format": EXPORT_FORMAT, "format_version": EXPORT_VERSION, "settings": settings,
                   "tokens": spec.to_dict(), "store": str(store_path), "utterances": len(store),
-                  "shards_done": sorted(done), "complete": False,
-                  "files": [name for i in range(total_shards) for name in writer.files(i, total_shards)]}
+                  "shards_done": sorted(done), "complete": False, "files": _shard_files(settings)}
         write_record(output, RECORD_NAME, record)
-        seconds = store.num_samples / meta.sample_rate
         progress.start(len(store), f"export {fmt}")
         try:
             for index in range(total_shards):
                 chosen = range(index * shard_size, min((index + 1) * shard_size, len(store)))
                 if index in done:
                     summary.skipped += len(chosen)
-                    progress.advance(len(chosen), float(seconds[chosen.start:chosen.stop].sum()))
+                    progress.advance(len(chosen), float(store.num_samples[chosen.start:chosen.stop].sum())
+                                     / meta.sample_rate)
                     continue
-                rows, failed = [], []
-                for i in chosen:
-                    try:
-                        rows.append(_row(store, i, spec, labels))
-                        progress.advance(1, float(seconds[i]))
-                    except DmcodecError as exc:
-                        failed.append(Failure(store.ids[i], str(store_path), str(exc)))
-                        progress.advance(1, 0.0, failed=1)
+                rows, failed = _shard_rows(store, chosen, spec, labels, progress)
                 writer.write([output / name for name in writer.files(index, total_shards)], rows, spec)
                 summary.exported += len(rows)
                 summary.tokens += sum(r.tokens.size for r in rows)
@@ -162,4 +175,7 @@ def read_export_spec(output: str | os.PathLike) -> TokenSpec:
     record = read_record(Path(output), RECORD_NAME, EXPORT_FORMAT)
     if record is None:
         raise DmcodecError(f"{output}: no {RECORD_NAME}; not a dmcodec export")
-    return TokenSpec.from_dict(record["tokens"])
+    try:
+        return TokenSpec.from_dict(record.get("tokens"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DmcodecError(f"{output}/{RECORD_NAME}: its token spec is damaged ({exc}); export again") from None
