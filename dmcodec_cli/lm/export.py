@@ -22,9 +22,10 @@ from ..corpus.runner import Failure, check_failures_file, write_failures
 from ..corpus.store import CodeStore
 from ..errors import DmcodecError
 from ..outputs import OVERWRITE_HINT, read_record, write_record
+from .bpe import BPE_FORMAT, BpeTokenizer
 from .formats import FORMATS, Row
 from .labels import Labels
-from .tokens import TokenSpec, to_tokens
+from .tokens import TokenSpec
 
 EXPORT_FORMAT = "dmcodec-export"
 EXPORT_VERSION = 1
@@ -90,12 +91,34 @@ def _previous_shards(output: Path, settings: dict, overwrite: bool) -> set[int]:
     return set()
 
 
-def _row(store: CodeStore, i: int, spec: TokenSpec, labels: Labels) -> Row:
-    tokens = to_tokens(store[i], spec)  # reading checks the codes against the codebook
+def _tokenizer(store: CodeStore, layout: str, n_q: int | None, codebook_offsets: bool | None,
+               bpe: str | os.PathLike | None) -> TokenSpec | BpeTokenizer:
+    """The layout's spec, or for ``bpe`` the tokenizer in that folder; checked against the store."""
+    meta = store.meta
+    if (layout == "bpe") != (bpe is not None):
+        raise DmcodecError("--layout bpe goes with --bpe DIR (a tokenizer made by `dmcodec bpe`), and --bpe with "
+                           "--layout bpe")
+    if bpe is not None:
+        tokenizer = BpeTokenizer(bpe)
+        tokenizer.check_store(meta, str(store.path))
+        if n_q not in (None, tokenizer.n_q):
+            raise DmcodecError(f"--n-q {n_q}: the tokenizer {bpe} was trained on {tokenizer.n_q} codebooks")
+        return tokenizer
+    if n_q is not None and not 1 <= n_q <= meta.n_q:
+        raise DmcodecError(f"--n-q must be between 1 and {meta.n_q} (the codebooks in {store.path}), got {n_q}")
+    try:
+        return TokenSpec.for_codes(layout, n_q or meta.n_q, meta.codebook_size, meta.frame_rate,
+                                   meta.model_fingerprint, codebook_offsets)
+    except ValueError as exc:
+        raise DmcodecError(f"--layout {layout}: {exc}") from None
+
+
+def _row(store: CodeStore, i: int, spec: TokenSpec | BpeTokenizer, labels: Labels) -> Row:
+    tokens = spec.encode(store[i])  # reading checks the codes against the codebook
     return Row(i, store.ids[i], tokens, int(store.offsets[i + 1] - store.offsets[i]), labels.of(store.ids[i]))
 
 
-def _shard_rows(store: CodeStore, chosen: range, spec: TokenSpec, labels: Labels,
+def _shard_rows(store: CodeStore, chosen: range, spec: TokenSpec | BpeTokenizer, labels: Labels,
                 progress: Quiet) -> tuple[list[Row], list[Failure]]:
     """The rows of utterances ``chosen``; one that cannot be read is a failure, the others go on."""
     rows, failed = [], []
@@ -112,9 +135,9 @@ def _shard_rows(store: CodeStore, chosen: range, spec: TokenSpec, labels: Labels
 def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: str = "hf", layout: str | None = None,
                  n_q: int | None = None, codebook_offsets: bool | None = None,
                  shard_size: int = DEFAULT_SHARD_SIZE, labels: Labels = Labels(), progress: Quiet = Quiet(),
-                 overwrite: bool = False) -> ExportSummary:
+                 overwrite: bool = False, bpe: str | os.PathLike | None = None) -> ExportSummary:
     """Write the store's utterances as ``fmt`` shards of ``layout`` tokens (default: the format's, ``flat`` but
-    for lhotse) over its first ``n_q`` codebooks (default: all)."""
+    for lhotse) over its first ``n_q`` codebooks (default: all); ``layout="bpe"`` with the tokenizer ``bpe``."""
     if fmt not in FORMATS:
         raise DmcodecError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not 1 <= shard_size <= 10_000_000:
@@ -124,13 +147,7 @@ def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: 
     output, started = Path(output), time.monotonic()
     with CodeStore(store_path) as store:
         meta = store.meta
-        if n_q is not None and not 1 <= n_q <= meta.n_q:
-            raise DmcodecError(f"--n-q must be between 1 and {meta.n_q} (the codebooks in {store_path}), got {n_q}")
-        try:
-            spec = TokenSpec.for_codes(layout, n_q or meta.n_q, meta.codebook_size, meta.frame_rate,
-                                       meta.model_fingerprint, codebook_offsets)
-        except ValueError as exc:
-            raise DmcodecError(f"--layout {layout}: {exc}") from None
+        spec = _tokenizer(store, layout, n_q, codebook_offsets, bpe)
         total_shards = max(1, math.ceil(len(store) / shard_size))
         settings = {"format": fmt, "tokens": spec.to_dict(), "shard_size": shard_size, "shards": total_shards,
                     "store": store_digest(store), "labels": labels.digest()}
@@ -170,12 +187,15 @@ def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: 
     return summary
 
 
-def read_export_spec(output: str | os.PathLike) -> TokenSpec:
-    """The token spec of an export folder (to turn its sequences back into codes with ``from_tokens``)."""
+def read_export_spec(output: str | os.PathLike) -> TokenSpec | BpeTokenizer:
+    """The token spec (or BPE tokenizer) of an export folder: its ``decode(tokens)`` gives the codes back."""
     record = read_record(Path(output), RECORD_NAME, EXPORT_FORMAT)
     if record is None:
         raise DmcodecError(f"{output}: no {RECORD_NAME}; not a dmcodec export")
+    tokens = record.get("tokens")
     try:
-        return TokenSpec.from_dict(record.get("tokens"))
+        if isinstance(tokens, dict) and tokens.get("format") == BPE_FORMAT:
+            return BpeTokenizer(tokens["tokenizer"])
+        return TokenSpec.from_dict(tokens)
     except (KeyError, TypeError, ValueError) as exc:
         raise DmcodecError(f"{output}/{RECORD_NAME}: its token spec is damaged ({exc}); export again") from None

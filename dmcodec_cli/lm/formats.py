@@ -19,7 +19,10 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import DmcodecError
+from .bpe import BpeTokenizer
 from .tokens import TokenSpec
+
+Tokens = TokenSpec | BpeTokenizer  #: what turns codes into a row's tokens
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Row:
         return {"id": self.id, "tokens": self.tokens.tolist(), "num_frames": self.num_frames, **self.labels}
 
 
-def _write_parquet(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
+def _write_parquet(targets: list[Path], rows: list[Row], spec: Tokens) -> None:
     import datasets
 
     datasets.disable_progress_bars()
@@ -53,7 +56,7 @@ def _write_parquet(targets: list[Path], rows: list[Row], spec: TokenSpec) -> Non
         datasets.Dataset.from_dict(columns, features=features).to_parquet(str(tmp))
 
 
-def _write_tar(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
+def _write_tar(targets: list[Path], rows: list[Row], spec: Tokens) -> None:
     import webdataset
 
     # the key is the row's index: an id may hold dots or slashes, which WebDataset reads as extensions / folders
@@ -63,7 +66,7 @@ def _write_tar(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
             sink.write({"__key__": f"{row.index:09d}", "tokens.npy": row.tokens, "json": meta})
 
 
-def _write_jsonl(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
+def _write_jsonl(targets: list[Path], rows: list[Row], spec: Tokens) -> None:
     with atomic_path(targets[0]) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row.record(), ensure_ascii=False) + "\n" for row in rows)
 
@@ -80,7 +83,7 @@ def _atomic_with_suffix(path: Path, suffix: str) -> Iterator[Path]:
             named.unlink(missing_ok=True)
 
 
-def _write_lhotse(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None:
+def _write_lhotse(targets: list[Path], rows: list[Row], spec: Tokens) -> None:
     """``codes-N.h5`` (lhotse's NumpyHdf5Writer) then ``cuts-N.jsonl.gz``: cuts whose custom ``codes`` is a
     TemporalArray [T, K] (``parallel`` tokens, time first) at the code frame rate."""
     from lhotse import CutSet, MonoCut, NumpyHdf5Writer, SupervisionSegment
@@ -104,10 +107,10 @@ def _write_lhotse(targets: list[Path], rows: list[Row], spec: TokenSpec) -> None
 @dataclass(frozen=True)
 class ShardFormat:
     patterns: tuple[str, ...]  #: each file of shard ``index`` of ``total``, relative to the output folder
-    write: Callable[[list[Path], list[Row], TokenSpec], None]
+    write: Callable[[list[Path], list[Row], Tokens], None]
     library: str | None = None  #: the module it writes with ...
     extra: str | None = None  #: ... and the pip extra that installs it
-    layouts: tuple[str, ...] = ("flat", "delay", "parallel", "first")  #: those it can hold; the first is its default
+    layouts: tuple[str, ...] = ("flat", "delay", "parallel", "first", "bpe")  #: those it holds; the first: default
 
     def files(self, index: int, total: int) -> list[str]:
         return [p.format(index=index, total=total) for p in self.patterns]

@@ -85,6 +85,14 @@ class TokenSpec:
         """Tokens along the sequence axis for an utterance of ``num_frames`` frames."""
         return LAYOUTS[self.layout].length(num_frames, self.n_q)
 
+    def encode(self, codes: np.ndarray) -> np.ndarray:
+        """:func:`to_tokens` with this spec."""
+        return to_tokens(codes, self)
+
+    def decode(self, tokens: np.ndarray) -> np.ndarray:
+        """:func:`from_tokens` with this spec."""
+        return from_tokens(tokens, self)
+
     def to_dict(self) -> dict:
         """The spec, its special ids and vocabulary, as JSON-ready metadata."""
         return {"format": TOKENS_FORMAT, "format_version": TOKENS_VERSION, **asdict(self),
