@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..corpus.store import CodeStore
-from .tokens import TokenSpec, to_tokens
+from .tokens import TokenSpec
 
 
 class CodeDataset(Dataset):
@@ -26,11 +26,7 @@ class CodeDataset(Dataset):
                  codebook_offsets: bool | None = None):
         self.path = Path(path)
         with CodeStore(self.path) as store:
-            meta = store.meta
-            if n_q is not None and not 1 <= n_q <= meta.n_q:
-                raise ValueError(f"n_q must be between 1 and {meta.n_q} (the codebooks in {path}), got {n_q}")
-            self.spec = TokenSpec.for_codes(layout, n_q or meta.n_q, meta.codebook_size, meta.frame_rate,
-                                            meta.model_fingerprint, codebook_offsets)
+            self.spec = TokenSpec.for_store(store.meta, layout, n_q, codebook_offsets)
             self.ids: list[str] = list(store.ids)
             self.num_frames: np.ndarray = np.diff(store.offsets)  #: int64 [N]
         self._index = {name: i for i, name in enumerate(self.ids)}
@@ -61,7 +57,7 @@ class CodeDataset(Dataset):
 
     def __getitem__(self, key: int | str) -> dict:
         i = self.index(key)
-        tokens = to_tokens(self._opened()[i], self.spec)
+        tokens = self.spec.encode(self._opened()[i])
         return {"id": self.ids[i], "tokens": torch.from_numpy(tokens.astype(np.int64)),
                 "num_frames": int(self.num_frames[i])}
 

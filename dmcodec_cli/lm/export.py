@@ -104,13 +104,10 @@ def _tokenizer(store: CodeStore, layout: str, n_q: int | None, codebook_offsets:
         if n_q not in (None, tokenizer.n_q):
             raise DmcodecError(f"--n-q {n_q}: the tokenizer {bpe} was trained on {tokenizer.n_q} codebooks")
         return tokenizer
-    if n_q is not None and not 1 <= n_q <= meta.n_q:
-        raise DmcodecError(f"--n-q must be between 1 and {meta.n_q} (the codebooks in {store.path}), got {n_q}")
     try:
-        return TokenSpec.for_codes(layout, n_q or meta.n_q, meta.codebook_size, meta.frame_rate,
-                                   meta.model_fingerprint, codebook_offsets)
-    except ValueError as exc:
-        raise DmcodecError(f"--layout {layout}: {exc}") from None
+        return TokenSpec.for_store(meta, layout, n_q, codebook_offsets)
+    except ValueError as exc:  # the library names its fields: n_q -> --n-q
+        raise DmcodecError(f"{store.path}: --layout {layout}: {str(exc).replace('n_q', '--n-q')}") from None
 
 
 def _row(store: CodeStore, i: int, spec: TokenSpec | BpeTokenizer, labels: Labels) -> Row:

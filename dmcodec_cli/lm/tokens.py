@@ -55,6 +55,15 @@ class TokenSpec:
         return cls(layout, 1 if layout == "first" else n_q, codebook_size, offsets, float(frame_rate),
                    model_fingerprint)
 
+    @classmethod
+    def for_store(cls, meta, layout: str, n_q: int | None = None,
+                  codebook_offsets: bool | None = None) -> "TokenSpec":
+        """The spec of ``layout`` over the first ``n_q`` (default: all) codebooks of a store (its ``StoreMeta``)."""
+        if n_q is not None and not 1 <= n_q <= meta.n_q:
+            raise ValueError(f"n_q must be between 1 and {meta.n_q} (the codebooks in the store), got {n_q}")
+        return cls.for_codes(layout, n_q or meta.n_q, meta.codebook_size, meta.frame_rate, meta.model_fingerprint,
+                             codebook_offsets)
+
     @property
     def code_vocab_size(self) -> int:
         return self.n_q * self.codebook_size if self.codebook_offsets else self.codebook_size
