@@ -10,7 +10,7 @@ from rich.markup import escape
 
 from ..errors import DmcodecError
 from ..walk import printable
-from . import codec, corpus, data, quality, training
+from . import codec, corpus, data, export, quality, training
 from .common import console_err, state
 
 app = typer.Typer(name="dmcodec", help="Speech tokenizer built on DM-Codec: audio <-> discrete codes.",
@@ -22,7 +22,7 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show full traceb
     state.debug = debug
 
 
-for _area in (codec, corpus, quality, data, training):
+for _area in (codec, corpus, export, quality, data, training):
     _area.register(app)
 
 

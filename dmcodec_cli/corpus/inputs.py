@@ -1,31 +1,27 @@
 """What to encode: a folder walked recursively or a manifest, as (utterance id, path) items.
 
 Ids are the path relative to the folder (or to the manifest's folder) without its extension, with ``/``
-separators, unless a JSONL manifest gives one.
+separators, unless a JSONL manifest gives one. A lhotse CutSet or RecordingSet manifest gives one item per
+cut (the span of its recording) or recording, id = the cut's or recording's id (``lhotse_inputs``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import DmcodecError
 from ..walk import has_extension, walk_files
+from .items import Item
+from .lhotse_inputs import is_lhotse_manifest, read_lhotse_manifest
 
-MANIFEST_EXTENSIONS = (".txt", ".list", ".jsonl")
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    path: Path
+MANIFEST_EXTENSIONS = (".txt", ".list", ".jsonl", ".jsonl.gz")  #: ``.jsonl.gz``: lhotse's
 
 
 def is_manifest(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in MANIFEST_EXTENSIONS
+    return path.is_file() and path.name.lower().endswith(MANIFEST_EXTENSIONS)
 
 
 def parse_extensions(text: str | None) -> tuple[str, ...]:
@@ -100,6 +96,8 @@ def collect_inputs(source: str | os.PathLike, extensions: tuple[str, ...] = AUDI
     source = Path(source)
     if source.is_dir():
         items = walk_folder(source, extensions)
+    elif is_lhotse_manifest(source):
+        items = read_lhotse_manifest(source)
     elif is_manifest(source):
         items = read_manifest(source)
     elif not source.exists():

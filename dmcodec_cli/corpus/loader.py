@@ -71,7 +71,7 @@ class AudioStream(IterableDataset):
         item, part = self.items[position], None
         try:
             with AudioReader(item.path, self.sample_rate) as reader:
-                for index, (piece, samples, last) in enumerate(self.cut(reader.blocks())):
+                for index, (piece, samples, last) in enumerate(self.cut(item.blocks(reader))):
                     part = Part(piece, index, last)
                     yield Loaded(position, item, torch.from_numpy(samples), part=part)
         except DmcodecError as exc:

@@ -1,0 +1,1 @@
+"""From a code store to speech-LM training data: token layouts, exports, a PyTorch dataset."""
