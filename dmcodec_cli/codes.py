@@ -196,7 +196,8 @@ def load_encoded(path: str | os.PathLike) -> EncodedAudio:
             arrays = _read_members(path, archive)
     except OSError as exc:
         raise DmcodecError(f"{path}: cannot read the code file ({exc.strerror or exc})") from None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, NotImplementedError,
+            RuntimeError) as exc:  # RuntimeError: an encrypted member
         raise DmcodecError(f"{path}: not a readable .npz code file ({str(exc).splitlines()[0]}); "
                            "code files are written by dmcodec encode") from None
     header = _parse_header(path, arrays["header"])
@@ -207,15 +208,27 @@ def load_encoded(path: str | os.PathLike) -> EncodedAudio:
                         header["model_fingerprint"], header["dtype"])
 
 
+def is_code_file(path: str | os.PathLike) -> bool:
+    """True for a ``.npz`` code file that dmcodec wrote (so ``encode`` may replace it)."""
+    try:
+        load_encoded(path)
+    except DmcodecError:
+        return False
+    return True
+
+
 def _read_members(path: Path, archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
     infos = {info.filename: info for info in archive.infolist()}
     if set(infos) != _MEMBERS:
         raise DmcodecError(f"{path}: a code file holds the arrays codes and header, this one "
                            f"{sorted(infos)[:4]}; not a dmcodec .npz code file")
-    arrays = {}
+    arrays, size = {}, path.stat().st_size
     for name, info in infos.items():
         if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
             raise DmcodecError(f"{path}: {name} is compressed; dmcodec writes code files uncompressed")
+        if info.file_size > size:
+            raise DmcodecError(f"{path}: {name} claims {info.file_size:,} bytes, more than the file holds; the file "
+                               "is truncated or damaged")
         with archive.open(info) as f:
             _read_header(f, info.file_size, path, codes=name == "codes.npy")
             f.seek(0)
