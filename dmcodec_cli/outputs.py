@@ -3,7 +3,7 @@
 - An output is never one of the command's inputs (same file, also through links or another spelling),
   even with ``--overwrite``.
 - An existing file or folder that dmcodec did not make is never replaced unless ``--overwrite``.
-- A single-file output is named like what it holds (codes ``.npy``, audio ``.wav`` / ``.flac`` / ``.ogg``).
+- A single-file output is named like what it holds (codes ``.npy`` / ``.npz``, audio ``.wav`` / ``.flac`` / ``.ogg``).
 - A folder output is filled, never wiped; ids that become paths inside it are checked (:func:`id_path`).
 - Unwritable folders, parents that are files and over-long names are refused before the model loads.
 """
@@ -21,7 +21,7 @@ from .atomic import write_text_atomic
 from .audio import AUDIO_EXTENSIONS, WRITE_FORMATS
 from .errors import DmcodecError
 
-CODE_SUFFIXES = (".npy",)
+CODE_SUFFIXES = (".npy", ".npz")  #: bare codes, or codes with their metadata (``codes.py``)
 AUDIO_OUT_SUFFIXES = tuple(WRITE_FORMATS)  #: what ``save_audio`` / ``AudioWriter`` write
 STORE_SUFFIXES = (".h5", ".hdf5")
 #: extensions that say "file": a folder output named so is a mistake (``-o codes.npy/``, ``-o out.wav`` for a store)

@@ -74,6 +74,19 @@ def load_model(spec: str | None = None, device: str | torch.device = "cpu", conf
     return model.fold_weight_norm() if for_inference else model
 
 
+def list_models() -> list[dict]:
+    """The registered models: name, fingerprint, rate, frame rate, codebooks, whether it is the default and
+    its folder. Each is loaded (on the CPU) so that the fingerprint is the one its codes will carry."""
+    found = []
+    for name, folder in REGISTERED.items():
+        model = load_model(name, for_inference=False)
+        config = model.config
+        found.append({"name": name, "fingerprint": model.fingerprint, "sample_rate": config.sample_rate,
+                      "frame_rate": config.frame_rate, "n_q": config.n_q, "codebook_size": config.codebook_size,
+                      "default": name == DEFAULT_MODEL, "path": str(folder)})
+    return found
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a user error."""
     if name == "auto":

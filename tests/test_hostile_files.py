@@ -109,7 +109,7 @@ def test_a_broken_store_is_one_line_in_info_and_merge(valid_store, tmp_path, cap
     needle = STORE_CASES[case][1]
     before = snapshot(tmp_path)
     assert_one_line_error(run_cli(capsys, "info", path), str(path), needle)
-    assert_one_line_error(run_cli(capsys, "merge", tmp_path / "merged.h5", valid_store, path), str(path), needle)
+    assert_one_line_error(run_cli(capsys, "merge", valid_store, path, "-o", tmp_path / "merged.h5"), str(path), needle)
     assert changes(before, snapshot(tmp_path)) == []
 
 
@@ -149,7 +149,7 @@ def test_out_of_range_codes_fail_that_utterance_before_its_wav_is_written(valid_
     assert [p.name for p in (tmp_path / "out").rglob("*") if "tmp" in p.name] == []  # no temporary file left
     assert changes(before, snapshot(tmp_path), allowed=("out",)) == []
     assert_one_line_error(run_cli(capsys, "info", path), str(path), "64], outside 0..63")
-    assert_one_line_error(run_cli(capsys, "merge", tmp_path / "m.h5", path), str(path), "'spk1/b' holds code values")
+    assert_one_line_error(run_cli(capsys, "merge", path, "-o", tmp_path / "m.h5"), str(path), "'spk1/b' holds code values")
     assert not (tmp_path / "m.h5").exists() and not list(tmp_path.glob(".m.h5*"))
 
 

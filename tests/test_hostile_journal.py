@@ -234,7 +234,7 @@ def test_the_lock_is_taken_over_within_one_process_and_its_file_goes_with_it(tmp
 
 def test_merge_is_refused_while_a_run_writes_its_output(holder, reference, capsys, tmp_path):
     before = snapshot(tmp_path)
-    refused = run_cli(capsys, "merge", tmp_path / "c.h5", reference)
+    refused = run_cli(capsys, "merge", reference, "-o", tmp_path / "c.h5")
     assert_one_line_error(refused, str(tmp_path / "c.h5"), "another dmcodec run", f"pid {holder.pid}")
     assert changes(before, snapshot(tmp_path)) == []
 

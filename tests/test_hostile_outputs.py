@@ -147,13 +147,13 @@ def test_merge_refusals(tmp_path, capsys, model, case):
         "merge over its input": (store, ["--overwrite"], ["S.h5", "is also an input"]),
         "merge over an existing store": (other, [], ["old.h5", "exists", "--overwrite"]),
     }[case]
-    refused(capsys, tmp_path, ["merge", output, store, *extra], *needles)
+    refused(capsys, tmp_path, ["merge", store, *extra, "-o", output], *needles)
 
 
 def test_merge_with_overwrite_replaces_only_the_output(tmp_path, capsys, model):
     store, old = make_store(tmp_path / "S.h5", model, ["a"]), make_store(tmp_path / "old.h5", model, ["b"])
     before = snapshot(tmp_path)
-    assert run_cli(capsys, "merge", old, store, "--overwrite").code == 0
+    assert run_cli(capsys, "merge", store, "-o", old, "--overwrite").code == 0
     assert changes(before, snapshot(tmp_path)) == ["old.h5"]
 
 
@@ -269,9 +269,9 @@ def test_decode_store_rerun_into_its_own_folder_replaces_its_files(tmp_path, cap
     assert run_cli(capsys, "decode", store, "-o", tmp_path / "out", "--model", MODEL).code == 0
 
 
-def test_decode_store_to_a_name_like_a_file_is_refused(tmp_path, capsys, model):
-    store = make_store(tmp_path / "S.h5", model, ["a"])
-    refused(capsys, tmp_path, ["decode", store, "-o", tmp_path / "out.wav", "--model", MODEL], "named like a file")
+def test_decode_of_a_store_of_many_utterances_to_one_file_is_refused(tmp_path, capsys, model):
+    store = make_store(tmp_path / "S.h5", model, ["a", "b"])
+    refused(capsys, tmp_path, ["decode", store, "-o", tmp_path / "out.wav", "--model", MODEL], "holds 2 utterances")
 
 
 # -- encode of a corpus: .npy tree record, foreign files, manifest ids -------------------------------------
@@ -384,7 +384,7 @@ def test_train_out_must_be_a_run_folder(tmp_path, capsys, case):
     config.write_text("{}")
     data.write_text("")
     needles = ["is a file, not a folder"] if case == "a file" else ["metrics.jsonl", "not a dmcodec training run"]
-    refused(capsys, tmp_path, ["train", "--config", config, "--data", data, "--out", out], *needles)
+    refused(capsys, tmp_path, ["train", "--config", config, "--data", data, "-o", out], *needles)
 
 
 # -- the id check itself -------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_prep_extract_train_roundtrip_with_tiny_teachers(tmp_path, capsys):
     assert extract.code == 0, extract.stderr
     config = write_config(tmp_path / "tiny.json", tiny_config(semantic_dimension=32))
     result = run_cli(capsys, "train", "--config", config, "--data", manifest, "--features", tmp_path / "features.h5",
-                     "--out", tmp_path / "exp", "--teacher", "combined", "--weights", "0.2,0.8", "--lm-layers", "1",
+                     "-o", tmp_path / "exp", "--teacher", "combined", "--weights", "0.2,0.8", "--lm-layers", "1",
                      "--sm-layers", "1:4", "--max-steps", "2", "--quiet", "--json")
     assert result.code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -76,7 +76,7 @@ def test_init_fine_tunes_an_official_checkpoint(corpus, tmp_path, capsys):
     root, manifest, _ = corpus
     reference = load_checkpoint(REFERENCE / "dmcodec_small.pt")
     recipe = write_config(tmp_path / "ft.json", tiny_config(extra={"learning_rate": 0.0}))
-    result = run_cli(capsys, "train", "--config", recipe, "--data", manifest, "--out", tmp_path / "ft",
+    result = run_cli(capsys, "train", "--config", recipe, "--data", manifest, "-o", tmp_path / "ft",
                      "--init", REFERENCE / "dmcodec_small.pt", "--teacher", "none", "--max-steps", "1", "--quiet")
     assert result.code == 0, result.stderr
     tuned = load_release(tmp_path / "ft" / "last")
@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_and_exit_2(corpus, tmp_path, capsys, args, messag
     replace = {"F": str(features), "WIDE": str(wide), "MISSING": str(tmp_path / "none.jsonl")}
     args = [replace.get(a, a) for a in args]
     config = write_config(tmp_path / "tiny.json", tiny_config())
-    base = ["train", "--config", config, "--out", tmp_path / "exp", "--max-steps", "1", "--quiet"]
+    base = ["train", "--config", config, "-o", tmp_path / "exp", "--max-steps", "1", "--quiet"]
     if "--data" not in args:
         base += ["--data", manifest]
     result = run_cli(capsys, *base, *args)

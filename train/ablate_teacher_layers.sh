@@ -8,5 +8,5 @@ for LAYER in avg last 9; do
   dmcodec extract "$WORK/prep/manifest.jsonl" -o "$WORK/features-layer-$LAYER.h5" --sm "$SM" --sm-layer "$LAYER" \
     --stt "$STT" --lm "$LM" --lm-layer "$LAYER"
   dmcodec train --config train/configs/ablate_teachers.json --data "$WORK/prep/manifest.jsonl" \
-    --features "$WORK/features-layer-$LAYER.h5" --out "$WORK/exp-layer-$LAYER" --resume
+    --features "$WORK/features-layer-$LAYER.h5" -o "$WORK/exp-layer-$LAYER" --resume
 done

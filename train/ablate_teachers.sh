@@ -9,6 +9,6 @@ for LM in bert-base-uncased google/electra-base-discriminator; do
     NAME="$(basename "$LM")__$(basename "$SM")"
     dmcodec extract "$WORK/prep/manifest.jsonl" -o "$WORK/features-$NAME.h5" --sm "$SM" --stt "$STT" --lm "$LM"
     dmcodec train --config train/configs/ablate_teachers.json --data "$WORK/prep/manifest.jsonl" \
-      --features "$WORK/features-$NAME.h5" --out "$WORK/exp-teachers-$NAME" --resume
+      --features "$WORK/features-$NAME.h5" -o "$WORK/exp-teachers-$NAME" --resume
   done
 done

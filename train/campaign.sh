@@ -47,8 +47,8 @@ while [ ! -e "$CAMPAIGN/STOP" ]; do
   start=$(date +%s)
   # a run started from a model resumes with the same --init (recorded beside it: INIT may change later)
   [ -f "$RUN/run.json" ] && resume=--resume || { resume=; mkdir -p "$RUN"; echo "$INIT" > "$RUN.init"; }
-  nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" --out "$RUN" --teacher none \
-    --init "$(cat "$RUN.init")" $resume --max-steps "$target" --cpu --quiet
+  nice -n 19 $DMCODEC train --config "$RECIPE" --data "$CAMPAIGN/prep/manifest.jsonl" -o "$RUN" --teacher none \
+    --init "$(cat "$RUN.init")" $resume --max-steps "$target" --device cpu --quiet
   seconds=$(( $(date +%s) - start ))
   nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
     --json "$RUN.eval-$target.json" >/dev/null

@@ -17,7 +17,7 @@ dmcodec prep "$CORPUS" -o "$WORK/prep" --segment-seconds 3 --valid-fraction 0.03
 # 2. no teacher: no HuBERT / ASR model can be had offline here, and too few segments keep a transcript
 #    for the bundled all-MiniLM-L6-v2 LM teacher to matter (see the model card)
 OMP_NUM_THREADS=2 dmcodec train --config train/configs/dmcodec_mini.json --data "$WORK/prep/manifest.jsonl" \
-  --out "$WORK/run" --teacher none --max-steps "$STEPS" --cpu
+  -o "$WORK/run" --teacher none --max-steps "$STEPS" --device cpu
 # 3. export the best generator (lowest validation mel error) in float16 without the EMA statistics
 dmcodec convert "$WORK/run/best" -o dmcodec_cli/models/dmcodec-mini --fp16 --inference-only
 # 4. quality at 1, 2, 4 and 8 codebooks on the unseen speakers

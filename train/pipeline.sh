@@ -23,7 +23,7 @@ else
   LAUNCH=(dmcodec)
 fi
 "${LAUNCH[@]}" train --config "$RECIPE" --data "$WORK/prep/manifest.jsonl" --features "$WORK/features.h5" \
-  --out "$WORK/exp" ${EXTRA:-}
+  -o "$WORK/exp" ${EXTRA:-}
 # 4. roundtrip a validation segment through the best model
 CLIP=$(python -c "import json,sys; print(next(json.loads(l)['path'] for l in open(sys.argv[1]) if json.loads(l)['split']=='valid'))" "$WORK/prep/manifest.jsonl")
 MODEL="$WORK/exp/best"; [ -d "$MODEL" ] || MODEL="$WORK/exp/last"

@@ -6,5 +6,5 @@ WORK=${1:?work folder holding prep/manifest.jsonl and features.h5}
 for RECIPE in train/configs/${2:-sweep_*}.json; do
   NAME=$(basename "$RECIPE" .json)
   dmcodec train --config "$RECIPE" --data "$WORK/prep/manifest.jsonl" --features "$WORK/features.h5" \
-    --out "$WORK/exp-$NAME" --resume
+    -o "$WORK/exp-$NAME" --resume
 done

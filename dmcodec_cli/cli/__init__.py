@@ -8,17 +8,49 @@ import sys
 import typer
 from rich.markup import escape
 
+from .. import __version__
 from ..errors import DmcodecError
 from ..walk import printable
 from . import codec, corpus, data, export, quality, training
-from .common import console_err, state
+from .common import console, console_err, state
 
-app = typer.Typer(name="dmcodec", help="Speech tokenizer built on DM-Codec: audio <-> discrete codes.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+def tidy_help(command):
+    """Help without stray metavars (on the click command typer built): a flag, --help included, shows no
+    ``<bool>`` value; an argument shows its name in capitals."""
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    help_option = command.get_help_option(command.context_class(command))  # made once, then cached
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+    return command
+
+
+class _TidyGroup(typer.core.TyperGroup):
+    """The ``dmcodec`` group: its help is tidied (``tidy_help``) once all commands are in, before it runs."""
+
+    def main(self, *args, **kwargs):
+        tidy_help(self)
+        return super().main(*args, **kwargs)
+
+
+app = typer.Typer(name="dmcodec", cls=_TidyGroup, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, help="Speech tokenizer built on DM-Codec: audio <-> discrete codes.")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        console.print(f"dmcodec {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+def _options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+             version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
     state.debug = debug
 
 

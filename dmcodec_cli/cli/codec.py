@@ -10,19 +10,21 @@ from rich.table import Table
 
 from ..audio import AudioReader
 from ..checkpoint import CONFIG_NAME, RELEASE_FORMAT, WEIGHTS_NAME, load_checkpoint, save_release
-from ..codes import load_codes, save_codes
+from ..codes import (EncodedAudio, check_encoded, check_num_samples, is_code_file, load_codes, load_encoded, save_codes,
+                     save_encoded)
 from ..config import CodecConfig
 from ..errors import DmcodecError
 from ..inference import decode_file, encode_file
 from ..outputs import AUDIO_OUT_SUFFIXES, CODE_SUFFIXES, check_file_output, check_folder_output, refuse_inputs
-from ..registry import load_model, pick_device
+from ..registry import list_models, load_model, pick_device
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
+from ..corpus.store import model_fingerprint
 from ..corpus.windows import WindowPlan
-from .common import check_n_q, console, console_err, print_json
-from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, wants_corpus
+from .common import (DEVICE_HELP, JSON_FILE_HELP, JSON_HELP, MODEL_HELP, check_json_file, check_n_q, console,
+                     console_err, report_json)
+from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, store_utterance, wants_corpus
 
-MODEL_HELP = "Model: registered name, release directory, .pt / .safetensors checkpoint or Hugging Face id."
 OVERWRITE_HELP = ("Replace existing outputs that dmcodec did not write (never an input of the command; a folder "
                   "output is filled, never wiped).")
 
@@ -33,12 +35,14 @@ CORPUS = "Engine and corpus (a folder, a manifest, -o X.h5 or -o DIR/ take the c
 def encode(
     input: Path = typer.Argument(..., help="Audio file, folder (walked recursively) or manifest "
                                  "(.txt / .list: one path per line; .jsonl: {\"path\", \"id\"})."),
-    output: str = typer.Option(..., "-o", "--output", help="Code file (.npy, int16 \\[n_q, frames]), "
-                               "code store (.h5) or folder of .npy files (DIR/)."),
+    output: str = typer.Option(..., "-o", "--output", help="Code file: .npz (codes with model, length and rate) "
+                               "or bare .npy (int16 codes, n_q x frames); a code store (.h5); or a folder of "
+                               ".npy files (DIR/)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Codebooks to keep (default: all)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N] (under torchrun: each rank's own GPU)."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N] (under torchrun: each rank's own GPU)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Say what was done to the audio."),
     extensions: Optional[str] = typer.Option(None, help="Folder input: extensions to take, e.g. wav,flac "
                                              "(default: all audio).", rich_help_panel=CORPUS),
@@ -63,10 +67,11 @@ def encode(
     """Encode an audio file into discrete codes, or a whole corpus into a code store."""
     args = CorpusArgs(extensions, batch_seconds, workers, window_seconds, context_seconds, whole_seconds, dtype,
                       num_shards, shard_index, commit_every)
+    check_json_file(json_file, [input], overwrite)
     if wants_corpus(input, output):
-        encode_corpus(input, output, model, n_q, device, args, json_out, overwrite)
+        encode_corpus(input, output, model, n_q, device, args, json_out, json_file, overwrite)
         return
-    output = check_file_output(output, CODE_SUFFIXES, "codes", inputs=[input], overwrite=overwrite)
+    output = check_file_output(output, CODE_SUFFIXES, "codes", inputs=[input], overwrite=overwrite, ours=is_code_file)
     options = args.run_options(None).engine  # validates the options before the model loads
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
@@ -74,42 +79,67 @@ def encode(
         long = reader.duration > options.windows.longest_whole_seconds
         with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:
             codes = encode_file(codec, reader, n_q, options, bar.advance)
-    save_codes(output, codes)
-    source, seconds = reader.format, reader.samples_read / codec.sample_rate
-    summary = {"input": str(input), "output": str(output), "n_q": int(codes.shape[0]), "frames": int(codes.shape[1]),
-               "num_samples": reader.samples_read, "seconds": round(seconds, 3),
-               "source_sample_rate": source.source_rate, "audio": source.describe(), "model": codec.fingerprint}
-    if json_out:
-        print_json(summary)
+    encoded = EncodedAudio(codes, reader.samples_read, codec.sample_rate, model_fingerprint(codec), options.dtype)
+    if output.suffix.lower() == ".npz":
+        save_encoded(output, encoded)
+    else:
+        save_codes(output, codes)
+    source = reader.format
+    summary = {"input": str(input), "output": str(output), "n_q": encoded.n_q, "frames": encoded.frames,
+               "num_samples": encoded.num_samples, "seconds": round(encoded.duration, 3),
+               "sample_rate": encoded.sample_rate, "source_sample_rate": source.source_rate,
+               "audio": source.describe(), "model": encoded.model_fingerprint, "dtype": encoded.dtype}
+    if report_json(summary, json_out, json_file):
         return
     if verbose:
         console_err.print(f"{input}: {source.source_rate} Hz, {source.source_channels} channel(s); {source.describe()}")
-    console.print(f"{input} -> {output}: {codes.shape[0]} x {codes.shape[1]} codes ({seconds:.2f} s)")
+    console.print(f"{input} -> {output}: {encoded.n_q} x {encoded.frames} codes ({encoded.duration:.2f} s)")
 
 
 def decode(
-    input: Path = typer.Argument(..., help="Code file (.npy, [n_q, frames]) or code store (.h5)."),
-    output: str = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg); "
-                               "for a code store, a folder."),
+    input: Path = typer.Argument(..., help="Code file (.npz, or bare .npy) or code store (.h5)."),
+    output: str = typer.Option(..., "-o", "--output", help="Audio file to write (.wav, .flac or .ogg); for a code "
+                               "store, a folder (one file per utterance), or a file for a store of one utterance "
+                               "(or one --ids)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    device: str = typer.Option("auto", help="auto, cpu or cuda[:N]."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Bare .npy codes: trim the audio to this "
+                                              "many samples, the original length (default: frames x hop)."),
+    force: bool = typer.Option(False, "--force", help="Decode codes that another model made (.npz)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
     ids: Optional[str] = typer.Option(None, help="Code store: comma-separated utterance ids (default: all)."),
     overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
 ) -> None:
-    """Decode codes back into audio (frames x hop samples at the model rate; a store's trimmed to length)."""
-    if is_store_path(input):
-        decode_corpus(input, Path(output), ids, model, device, json_out, overwrite)
+    """Decode codes into audio at the model rate, trimmed to the original length (.npz, stores, --num-samples)."""
+    check_json_file(json_file, [input], overwrite)
+    if is_store_path(input) and not is_audio_file(output):
+        decode_corpus(input, Path(output), ids, model, device, json_out, json_file, overwrite)
         return
     output = check_file_output(output, AUDIO_OUT_SUFFIXES, "audio", inputs=[input], overwrite=overwrite)
+    if num_samples is not None and input.suffix.lower() != ".npy":
+        raise DmcodecError(f"{input}: --num-samples is for bare .npy codes; .npz files and stores carry the length")
+    encoded = (store_utterance(input, ids) if is_store_path(input)
+               else load_encoded(input) if input.suffix.lower() == ".npz" else None)
     codec = load_model(model, pick_device(device))
-    codes = load_codes(input, codec.config)
-    num_samples = decode_file(codec, codes, output)  # window by window, written as decoded
-    if json_out:
-        print_json({"input": str(input), "output": str(output), "n_q": int(codes.shape[0]),
-                    "frames": int(codes.shape[1]), "num_samples": num_samples, "sample_rate": codec.sample_rate})
+    if encoded is not None:
+        codes = check_encoded(encoded, codec.config, model_fingerprint(codec), force, str(input))
+        num_samples = encoded.num_samples
+    else:
+        codes = load_codes(input, codec.config)
+        if num_samples is not None:
+            check_num_samples(num_samples, codes.shape[1], codec.hop_length, f"{input}: --num-samples")
+    written = decode_file(codec, codes, output, num_samples)  # window by window, written as decoded
+    if report_json({"input": str(input), "output": str(output), "n_q": int(codes.shape[0]),
+                    "frames": int(codes.shape[1]), "num_samples": written, "sample_rate": codec.sample_rate},
+                   json_out, json_file):
         return
-    console.print(f"{input} -> {output}: {num_samples / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+    console.print(f"{input} -> {output}: {written / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+
+
+def is_audio_file(output: str) -> bool:
+    """``-o`` names one audio file (not a folder)."""
+    return Path(output).suffix.lower() in AUDIO_OUT_SUFFIXES and not output.endswith(("/", "\\"))
 
 
 def model_summary(model_spec: Optional[str]) -> dict:
@@ -122,10 +152,9 @@ def model_summary(model_spec: Optional[str]) -> dict:
             "bitrate_bps": {str(k): config.bitrate(k) for k in range(1, config.n_q + 1)}, "config": config.to_dict()}
 
 
-def info_model(model_spec: Optional[str], json_out: bool) -> None:
+def info_model(model_spec: Optional[str], json_out: bool, json_file: Optional[Path]) -> None:
     summary = model_summary(model_spec)
-    if json_out:
-        print_json(summary)
+    if report_json(summary, json_out, json_file):
         return
     table = Table(title=f"model {model_spec or '(default)'}", show_header=False)
     table.add_row("fingerprint", summary["fingerprint"])
@@ -141,13 +170,33 @@ def info_model(model_spec: Optional[str], json_out: bool) -> None:
 
 def info(
     target: Optional[str] = typer.Argument(None, help="A model (see --model of encode) or a code store (.h5)."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Describe a model (config, parameters, bitrate, fingerprint) or a code store (size, codebook usage)."""
+    check_json_file(json_file, [Path(target)] if target else [])
     if target is not None and is_store_path(target):
-        info_store(Path(target), json_out)
+        info_store(Path(target), json_out, json_file)
         return
-    info_model(target, json_out)
+    info_model(target, json_out, json_file)
+
+
+def models(
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
+) -> None:
+    """List the registered models (names --model takes) with their fingerprints."""
+    check_json_file(json_file)
+    found = list_models()
+    if report_json({"models": found}, json_out, json_file):
+        return
+    table = Table(title="registered models")
+    for column in ("name", "fingerprint", "sample rate", "frame rate", "codebooks", "default"):
+        table.add_column(column)
+    for row in found:
+        table.add_row(row["name"], row["fingerprint"], f"{row['sample_rate']} Hz", f"{row['frame_rate']:g}/s",
+                      f"{row['n_q']} x {row['codebook_size']}", "yes" if row["default"] else "")
+    console.print(table)
 
 
 def convert(
@@ -157,6 +206,8 @@ def convert(
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
     inference_only: bool = typer.Option(False, "--inference-only",
                                         help="Leave out the codebooks' EMA statistics (training-only)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder that is not a dmcodec "
                                    "release folder (only config.json and model.safetensors are written)."),
 ) -> None:
@@ -164,8 +215,11 @@ def convert(
     import torch
 
     check_release_output(output, checkpoint, config, overwrite)
+    check_json_file(json_file, [checkpoint, *([config] if config else [])], overwrite)
     codec = load_checkpoint(checkpoint, CodecConfig.from_json(config) if config else None)
     fingerprint = save_release(codec, output, torch.float16 if fp16 else torch.float32, inference_only)
+    if report_json({"input": str(checkpoint), "output": str(output), "fingerprint": fingerprint}, json_out, json_file):
+        return
     console.print(f"{checkpoint} -> {output} (fingerprint {fingerprint[:16]})")
 
 
@@ -196,3 +250,4 @@ def register(app: typer.Typer) -> None:
     app.command()(decode)
     app.command()(info)
     app.command()(convert)
+    app.command()(models)

@@ -21,13 +21,14 @@ from ..corpus.lock import store_lock
 from ..corpus.progress import RichProgress
 from ..corpus.report import decode_store, store_summary
 from ..corpus.runner import RunOptions, check_failures_file, is_store_path, tokenize_corpus
-from ..corpus.store import merge_stores, read_meta
+from ..corpus.store import CodeStore, merge_stores, read_meta
 from ..corpus.windows import WindowPlan
+from ..codes import EncodedAudio
 from ..errors import DmcodecError
 from ..outputs import (STORE_SUFFIXES, check_file_output, check_folder_output, check_name_lengths, check_writable,
                        refuse_inputs)
 from ..registry import load_model, pick_device
-from .common import check_n_q, console, console_err, print_json
+from .common import JSON_FILE_HELP, JSON_HELP, check_json_file, check_n_q, console, console_err, report_json
 
 
 @dataclass
@@ -103,7 +104,7 @@ def check_corpus_output(input: Path, output: str, overwrite: bool) -> None:
 
 
 def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[int], device: str,
-                  args: CorpusArgs, json_out: bool, overwrite: bool = False) -> None:
+                  args: CorpusArgs, json_out: bool, json_file: Optional[Path] = None, overwrite: bool = False) -> None:
     check_corpus_output(input, output, overwrite)
     rank = from_environment(args.num_shards, args.shard_index)
     try:
@@ -120,14 +121,13 @@ def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[
     finally:
         rank.close()
     if rank.is_main or not rank.launched:
-        report(summary.to_dict(), json_out)
+        report(summary.to_dict(), json_out, json_file)
     if summary.failures:
         raise typer.Exit(1)
 
 
-def report(summary: dict, json_out: bool) -> None:
-    if json_out:
-        print_json(summary)
+def report(summary: dict, json_out: bool, json_file: Optional[Path]) -> None:
+    if report_json(summary, json_out, json_file):
         return
     console.print(f"{summary['output']}: {summary['encoded']} encoded, {summary['skipped']} already done, "
                   f"{summary['failed']} failed of {summary['total']} ({summary['audio_seconds'] / 3600:.3f} h "
@@ -136,19 +136,37 @@ def report(summary: dict, json_out: bool) -> None:
         console_err.print(f"[yellow]{summary['failed']} input(s) failed; reasons in {summary['failures_file']}[/]")
 
 
+def parse_ids(ids: Optional[str]) -> Optional[list[str]]:
+    """``--ids a,b``: the listed ids, or None (all)."""
+    return [name.strip() for name in ids.split(",") if name.strip()] if ids else None
+
+
+def store_utterance(path: Path, ids: Optional[str]) -> EncodedAudio:
+    """The one utterance of a store (or the one ``--ids`` names), for ``decode STORE -o file.wav``."""
+    chosen = parse_ids(ids)
+    with CodeStore(path) as store:
+        names = chosen or store.ids
+        if len(names) != 1:
+            raise DmcodecError(f"{path}: holds {len(names)} utterances; -o file.wav takes one (name it with --ids "
+                               "ID), or give -o DIR/ for one file per utterance")
+        if names[0] not in store:
+            raise DmcodecError(f"{path}: no utterance {names[0]!r}; see `dmcodec info` for what the store holds")
+        i = store.index(names[0])
+        meta = store.meta
+        return EncodedAudio(store[i], int(store.num_samples[i]), meta.sample_rate, meta.model_fingerprint, meta.dtype)
+
+
 def decode_corpus(store: Path, outdir: Path, ids: Optional[str], model: Optional[str], device: str,
-                  json_out: bool, overwrite: bool = False) -> None:
+                  json_out: bool, json_file: Optional[Path] = None, overwrite: bool = False) -> None:
     """A store -> ``outdir/<id>.wav``; exits 1 when some ids failed (listed in ``outdir/failures.tsv``)."""
     check_folder_output(outdir, inputs=[store])
     check_failures_file(outdir / "failures.tsv", overwrite)
     codec = load_model(model, pick_device(device))
-    chosen = [name.strip() for name in ids.split(",") if name.strip()] if ids else None
-    summary = decode_store(codec, store, outdir, chosen, progress=RichProgress(console_err), overwrite=overwrite)
+    summary = decode_store(codec, store, outdir, parse_ids(ids), progress=RichProgress(console_err),
+                           overwrite=overwrite)
     written, failed = len(summary.written), len(summary.failures)
-    if json_out:
-        print_json({"input": str(store), "output": str(outdir), "written": written, "failed": failed,
-                    "failures_file": summary.failures_file})
-    else:
+    if not report_json({"input": str(store), "output": str(outdir), "written": written, "failed": failed,
+                        "failures_file": summary.failures_file}, json_out, json_file):
         console.print(f"{store} -> {outdir}: {written} audio files at {codec.sample_rate} Hz, {failed} failed")
     if failed:
         console_err.print(f"[yellow]{failed} utterance(s) not decoded; reasons in {summary.failures_file}[/]",
@@ -156,10 +174,9 @@ def decode_corpus(store: Path, outdir: Path, ids: Optional[str], model: Optional
         raise typer.Exit(1)
 
 
-def info_store(path: Path, json_out: bool) -> None:
+def info_store(path: Path, json_out: bool, json_file: Optional[Path] = None) -> None:
     summary = store_summary(path)
-    if json_out:
-        print_json(summary)
+    if report_json(summary, json_out, json_file):
         return
     table = Table(title=f"code store {path}", show_header=False)
     table.add_row("utterances", f"{summary['utterances']:,}")
@@ -167,6 +184,7 @@ def info_store(path: Path, json_out: bool) -> None:
     table.add_row("frames", f"{summary['frames']:,} at {summary['frame_rate']:g} frames/s")
     table.add_row("codebooks", f"{summary['n_q']} x {summary['codebook_size']}")
     table.add_row("model", summary["model_fingerprint"])
+    table.add_row("arithmetic", summary["dtype"])
     console.print(table)
     usage = Table(title="codebook usage")
     for column in ("codebook", "codes used", "usage", "perplexity"):
@@ -177,19 +195,20 @@ def info_store(path: Path, json_out: bool) -> None:
 
 
 def merge(
-    output: Path = typer.Argument(..., help="Store to write (.h5)."),
-    inputs: list[Path] = typer.Argument(..., help="Stores to combine, in this order (same model)."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT (never one of the inputs)."),
+    inputs: list[Path] = typer.Argument(..., help="Stores to combine, in this order (same model, --n-q and --dtype)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Store to write (.h5)."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (never one of the inputs)."),
 ) -> None:
     """Combine code stores (e.g. one per machine) into one; an id seen twice keeps its first copy."""
-    check_file_output(output, STORE_SUFFIXES, "a code store", inputs=inputs, overwrite=overwrite, option="OUTPUT")
+    check_file_output(output, STORE_SUFFIXES, "a code store", inputs=inputs, overwrite=overwrite)
+    check_json_file(json_file, inputs, overwrite)
     for path in inputs:
         read_meta(path)  # a clear error for a missing or foreign file before any writing
     with store_lock(output):  # refused while an encode run or another merge writes OUTPUT
         summary = merge_stores(output, inputs)
-    if json_out:
-        print_json(summary)
+    if report_json(summary, json_out, json_file):
         return
     console.print(f"{output}: {summary['utterances']} utterances from {len(inputs)} stores "
                   f"({summary['duplicates_skipped']} duplicate ids skipped)")

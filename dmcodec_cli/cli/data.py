@@ -11,31 +11,34 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import DmcodecError
+from ..loglines import LogLines, eta
 from ..outputs import check_folder_output, check_writable, refuse_inputs
-from .common import console, console_err, print_json
+from .common import DEVICE_HELP, JSON_FILE_HELP, JSON_HELP, check_json_file, console, console_err, report_json
 
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on stderr, driven by ``update(done, total)`` calls."""
+    """Progress on stderr driven by ``update(done, total)`` calls: a rich bar on a terminal, else a plain
+    line every few seconds (a log, a pipe)."""
+    lines = None if console_err.is_terminal else LogLines(console_err)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=console_err, transient=True, disable=not console_err.is_terminal) as bar:
+    with Progress(*columns, console=console_err, transient=True, disable=lines is not None) as bar:
         task = bar.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
+            if lines is not None:
+                lines.tick(lambda: f"{description}: {done}/{total}, ETA {eta(done, total, lines.elapsed)}")
 
         yield update
 
 
-def _finish(report, summary: str, json_out: bool) -> None:
+def _finish(report, summary: str, json_out: bool, json_file: Optional[Path]) -> None:
     """Lists the report's failures on stderr, prints it (JSON, or the summary line), exits 1 if some failed."""
     for failure in report.failures:
         console_err.print(f"[yellow]skipped:[/] {failure['error']}", highlight=False, soft_wrap=True)
-    if json_out:
-        print_json(asdict(report))
-    else:
+    if not report_json(asdict(report), json_out, json_file):
         console.print(summary)
     if report.failures:
         raise typer.Exit(1)
@@ -61,7 +64,8 @@ def prep(
     seed: int = typer.Option(1234, "--seed", help="Seed of --ratio, --one-crop and the split."),
     valid_fraction: float = typer.Option(0.05, "--valid-fraction", help="Fraction of speakers (of utterances "
                                          "when speakers are unknown) put in the validation split."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Cut a corpus into 16 kHz mono segments (FLAC) with a JSONL manifest and a train / valid split."""
     from ..data.prep import PrepOptions, prepare
@@ -71,12 +75,13 @@ def prep(
     if not sources and not hf_dataset:
         raise DmcodecError("no source: give folders / manifests, or --hf-dataset NAME --split S")
     check_folder_output(output, inputs=[Path(source) for source in sources or []])
+    check_json_file(json_file, [Path(source) for source in sources or []])
     utterances = [utt for source in sources or [] for utt in local_source(source)]
     if hf_dataset:
         utterances += list(hf_source(hf_dataset, split, hf_config, hf_audio_column))
     with progress_bar("prep") as update:
         report = prepare(utterances, output, options, update)
-    _finish(report, report.summary(), json_out)
+    _finish(report, report.summary(), json_out, json_file)
 
 
 def extract(
@@ -97,11 +102,12 @@ def extract(
     lm_align: str = typer.Option("pad", "--lm-align", help="pad (the paper: tokens padded to the frame count) or "
                                  "ctc (word tokens on the frames where the word is spoken)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dtype: str = typer.Option("float16", "--dtype", help="Stored precision: float16 or float32."),
     split: str = typer.Option("all", "--split", help="Segments of this split only: all, train or valid."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the feature file again instead of resuming."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Extract teacher features (SM and / or LM) of every segment into an HDF5 file, aligned to 50 Hz frames."""
     from ..data.extract import ExtractOptions, extract as run_extract, read_transcripts
@@ -115,6 +121,7 @@ def extract(
                              use_manifest_text=not ignore_manifest_text, batch_size=batch_size, dtype=dtype,
                              splits=("train", "valid") if split == "all" else (split,))
     check_feature_output(output, [manifest, *([transcripts] if transcripts else [])])
+    check_json_file(json_file, [manifest, *([transcripts] if transcripts else [])], overwrite)
     if overwrite:
         output.unlink(missing_ok=True)
     with progress_bar("extract") as update:
@@ -122,7 +129,7 @@ def extract(
     _finish(report, f"{report.segments} segments: sm {report.computed['sm']}, lm {report.computed['lm']} computed, "
                     f"{report.already_done} already there; texts known {report.texts['known']}, "
                     f"ASR {report.texts['asr']}; {report.audio_seconds:.1f} s of audio in "
-                    f"{report.elapsed_seconds:.1f} s -> {report.output}", json_out)
+                    f"{report.elapsed_seconds:.1f} s -> {report.output}", json_out, json_file)
 
 
 def check_feature_output(output: Path, inputs: list[Path]) -> None:

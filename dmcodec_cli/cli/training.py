@@ -9,7 +9,7 @@ import typer
 
 from ..errors import DmcodecError
 from ..outputs import check_folder_output
-from .common import console, print_json
+from .common import JSON_FILE_HELP, JSON_HELP, check_json_file, console, report_json
 
 
 def _weights(text: Optional[str]) -> tuple[Optional[float], Optional[float]]:
@@ -35,7 +35,8 @@ def _import_training():
 def train(
     config: Path = typer.Option(..., "--config", help="Recipe: a codec config.json, training options under \"extra\"."),
     data: Path = typer.Option(..., "--data", help="Segment manifest (JSONL) from `dmcodec prep`."),
-    out: Path = typer.Option(..., "--out", help="Experiment folder (checkpoints, metrics, tensorboard, best/, last/)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Experiment folder (checkpoints, metrics, tensorboard, "
+                                "best/, last/)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Teacher features (HDF5) from `dmcodec extract`."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="combined, lm, sm or none (default: recipe, else combined)."),
     weights: Optional[str] = typer.Option(None, "--weights", help="lambda_SM,lambda_LM of the combined teacher (default 0.5,0.5)."),
@@ -43,18 +44,23 @@ def train(
     sm_layers: Optional[str] = typer.Option(None, "--sm-layers", help="Quantizers distilled from the SM (default 1:8, the sum)."),
     distill_loss: Optional[str] = typer.Option(None, "--distill-loss", help="d_axis (the paper's) or t_axis."),
     init: Optional[str] = typer.Option(None, "--init", help="Fine-tune from a model: release folder, official .pt or hub id."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps (default: the recipe's epochs)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size (default: the recipe's)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loading worker processes."),
-    cpu: bool = typer.Option(False, "--cpu", help="Train on the CPU even when a GPU is available."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    device: str = typer.Option("auto", "--device", help="auto (the GPUs when there are, else the CPU), cpu or cuda "
+                               "(which GPUs: CUDA_VISIBLE_DEVICES or accelerate launch)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Train or fine-tune a DM-Codec tokenizer with LM / SM distillation (see docs/training.md)."""
     from ..config import CodecConfig
 
-    check_run_folder(out, [config, data, *([features] if features else [])], resume)
+    inputs = [config, data, *([features] if features else [])]
+    cpu = _on_cpu(device)
+    check_run_folder(output, inputs, resume)
+    check_json_file(json_file, inputs)
     run, build_options = _import_training()
     codec_config = CodecConfig.from_json(config)
     sm_weight, lm_weight = _weights(weights)
@@ -66,32 +72,42 @@ def train(
         from ..registry import load_model
 
         init_model = load_model(init, "cpu", for_inference=False)
-    result = run.train(codec_config, options, data, out, features, init_model, init, resume, cpu, progress=not quiet)
+    result = run.train(codec_config, options, data, output, features, init_model, init, resume, cpu,
+                       progress=not quiet)
     if not result.is_main:
         return
-    summary = {"out": str(out), "steps": result.steps, "best_valid_mel_error": result.best_valid,
+    summary = {"output": str(output), "steps": result.steps, "best_valid_mel_error": result.best_valid,
                "last": str(result.last), "best": str(result.best) if result.best else None,
                "metrics": str(result.metrics)}
-    if json_out:
-        print_json(summary)
+    if report_json(summary, json_out, json_file):
         return
     best = f", best validation mel error {result.best_valid:.4f} -> {result.best}" if result.best else ""
     console.print(f"trained {result.steps} steps; last generator -> {result.last}{best}")
+
+
+def _on_cpu(device: str) -> bool:
+    """``--device``: auto / cpu / cuda (accelerate places each process on its GPU) -> train on the CPU?"""
+    from ..registry import pick_device
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise DmcodecError(f"train --device takes auto, cpu or cuda, got {device!r}; choose the GPUs with "
+                           "CUDA_VISIBLE_DEVICES or accelerate launch")
+    return pick_device(device).type == "cpu"
 
 
 RUN_NAMES = ("run.json", "checkpoints", "metrics.jsonl", "best", "last", "tensorboard")
 
 
 def check_run_folder(out: Path, inputs: list[Path], resume: bool) -> None:
-    """Before the work: --out is a folder that can be written, holds none of the inputs, and is either new,
+    """Before the work: --output is a folder that can be written, holds none of the inputs, and is either new,
     a training run (run.json: --resume, else refused by the run) or holds none of the names a run writes."""
-    check_folder_output(out, inputs=inputs, option="--out")
+    check_folder_output(out, inputs=inputs)
     if (out / "run.json").is_file():
         return
     found = [name for name in RUN_NAMES if (out / name).exists()]
     if found:
         raise DmcodecError(f"{out}: holds {found[0]} but is not a dmcodec training run (no run.json); a run would "
-                           "write over it; choose a new or empty --out folder")
+                           "write over it; choose a new or empty -o folder")
 
 
 def register(app: typer.Typer) -> None:

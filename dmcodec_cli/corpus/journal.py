@@ -111,8 +111,9 @@ class Journal:
 
     def _check_model(self, segment: Segment) -> None:
         index = segment.index
-        if index["model_fingerprint"] != self.meta.model_fingerprint or index["n_q"] != self.meta.n_q:
-            raise DmcodecError(f"{self.dir}: holds codes of an unfinished run with another model or --n-q; "
+        if (index["model_fingerprint"] != self.meta.model_fingerprint or index["n_q"] != self.meta.n_q
+                or index.get("dtype", "fp32") != self.meta.dtype):
+            raise DmcodecError(f"{self.dir}: holds codes of an unfinished run with another model, --n-q or --dtype; "
                                "finish it with the same options, or delete the folder")
 
     def segments(self) -> Iterator[Segment]:
@@ -152,7 +153,7 @@ class Journal:
         stem = self.dir / f"seg-{self._run_tag}-{self._count:06d}"
         block = np.concatenate([np.asarray(e.codes, dtype=np.int16).T for e in self._pending])
         offsets = np.cumsum([0] + [e.codes.shape[1] for e in self._pending]).tolist()
-        index = {"model_fingerprint": self.meta.model_fingerprint, "n_q": self.meta.n_q,
+        index = {"model_fingerprint": self.meta.model_fingerprint, "n_q": self.meta.n_q, "dtype": self.meta.dtype,
                  "ids": [e.id for e in self._pending], "num_samples": [int(e.num_samples) for e in self._pending],
                  "offsets": offsets}
         _write_atomic(stem.with_suffix(".codes.npy"), lambda f: np.save(f, block), "commit:codes")

@@ -42,7 +42,7 @@ def store_summary(path: str | os.PathLike) -> dict:
         seconds = float(store.num_samples.sum()) / meta.sample_rate
         return {"store": str(path), "utterances": len(store), "hours": seconds / 3600, "frames": store.total_frames,
                 "sample_rate": meta.sample_rate, "frame_rate": meta.frame_rate, "n_q": meta.n_q,
-                "codebook_size": meta.codebook_size, "model_fingerprint": meta.model_fingerprint,
+                "codebook_size": meta.codebook_size, "model_fingerprint": meta.model_fingerprint, "dtype": meta.dtype,
                 "codebooks": codebook_stats(store)}
 
 

@@ -351,7 +351,7 @@ def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike
     """
     start = time.monotonic()
     output = Path(output)
-    meta = StoreMeta.for_model(model, options.engine.n_q)
+    meta = StoreMeta.for_model(model, options.engine.n_q, options.engine.dtype)
     refused: list[Failure] = []  # items whose output cannot be written (bad id, a file that is not ours)
     store = is_store_path(output)
     check_failures_file(output.with_name(output.stem + ".failures.tsv") if store else output / "failures.tsv",

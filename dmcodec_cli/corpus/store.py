@@ -2,7 +2,8 @@
 
 Layout (format ``dmcodec-codes``, version 1)::
 
-    attrs: format, format_version, sample_rate, frame_rate, n_q, codebook_size, model_fingerprint, config (JSON)
+    attrs: format, format_version, sample_rate, frame_rate, n_q, codebook_size, model_fingerprint, config (JSON),
+           dtype (the encoder arithmetic: fp32, bf16 or fp16; a store written without it is read as fp32)
     codes        int16 [total_frames, n_q]   chunked, maxshape (None, n_q)
     offsets      int64 [N + 1]               utterance i is codes[offsets[i]:offsets[i + 1]]
     ids          UTF-8 strings [N]
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..config import RANGES
 from ..errors import DmcodecError
+from .engine import DTYPES
 
 FORMAT = "dmcodec-codes"
 FORMAT_VERSION = 1
@@ -36,7 +38,8 @@ _STR = h5py.string_dtype("utf-8")
 
 @dataclass(frozen=True)
 class StoreMeta:
-    """What makes codes comparable: the model (fingerprint, config) and how many codebooks were kept."""
+    """What makes codes comparable: the model (fingerprint, config), how many codebooks were kept and the
+    encoder arithmetic (bf16 / fp16 codes differ slightly from fp32 ones)."""
 
     sample_rate: int
     frame_rate: float
@@ -44,12 +47,13 @@ class StoreMeta:
     codebook_size: int
     model_fingerprint: str
     config: str  #: the model's CodecConfig as JSON
+    dtype: str = "fp32"  #: encoder arithmetic
 
     @classmethod
-    def for_model(cls, model, n_q: int | None = None) -> "StoreMeta":
+    def for_model(cls, model, n_q: int | None = None, dtype: str = "fp32") -> "StoreMeta":
         c = model.config
         return cls(c.sample_rate, c.frame_rate, n_q or c.n_q, c.codebook_size, model_fingerprint(model),
-                   json.dumps(c.to_dict(), sort_keys=True))
+                   json.dumps(c.to_dict(), sort_keys=True), dtype)
 
     def check_compatible(self, other: "StoreMeta", source: str) -> None:
         """Refuse to mix codes of another model or another number of codebooks."""
@@ -59,6 +63,9 @@ class StoreMeta:
         if other.n_q != self.n_q:
             raise DmcodecError(f"{source}: holds {other.n_q} codebooks per frame, this run makes {self.n_q}; "
                                "use the same --n-q or a new store")
+        if other.dtype != self.dtype:
+            raise DmcodecError(f"{source}: holds codes of {other.dtype} arithmetic, this run makes {self.dtype} "
+                               "ones; use the same --dtype or a new store")
 
 
 def model_fingerprint(model) -> str:
@@ -158,7 +165,10 @@ def _read_attrs(path: Path, attrs) -> StoreMeta:
             raise StoreError(path, f"attribute {name} is {value} but its config says {parsed[name]!r}")
     if _integer(parsed.get("n_q")) is not None and n_q > parsed["n_q"]:
         raise StoreError(path, f"attribute n_q is {n_q} but its model has only {parsed['n_q']} codebooks")
-    return StoreMeta(sample_rate, float(frame_rate), n_q, codebook_size, fingerprint, config)
+    dtype = _text(attrs.get("dtype", "fp32"))
+    if dtype not in DTYPES:
+        raise StoreError(path, f"attribute dtype must be one of {', '.join(DTYPES)}, got {attrs['dtype']!r}")
+    return StoreMeta(sample_rate, float(frame_rate), n_q, codebook_size, fingerprint, config, dtype)
 
 
 def _dataset(path: Path, file: h5py.File, name: str, ndim: int) -> h5py.Dataset:
@@ -343,8 +353,8 @@ class StoreWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.tmp.unlink(missing_ok=True)
         self._file = h5py.File(self.tmp, "w")
-        for key, value in vars(meta).items():
-            self._file.attrs[key] = value
+        for key, value in vars(meta).items():  # dtype: fixed-length ASCII, kept in the header (no heap object)
+            self._file.attrs[key] = np.bytes_(value) if key == "dtype" else value
         self._file.attrs["format"] = FORMAT
         self._file.attrs["format_version"] = FORMAT_VERSION
         self._codes = self._file.create_dataset("codes", (0, meta.n_q), np.int16, maxshape=(None, meta.n_q),

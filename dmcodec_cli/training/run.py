@@ -88,7 +88,7 @@ def _check_resumable(old: dict[str, Any], new: dict[str, Any], path: Path) -> No
                 if k not in RESUMABLE_CHANGES and old["options"].get(k) != new["options"][k]]
     if changed:
         raise DmcodecError(f"{path}: --resume with other settings than the run being resumed ({', '.join(changed)}); "
-                           "give the same --config, data and options, or start a new --out folder")
+                           "give the same --config, data and options, or start a new -o folder")
 
 
 def _loader(dataset: SegmentDataset, sampler, options: TrainOptions, hop: int):
@@ -115,7 +115,7 @@ def _start(paths: Paths, resume: bool, record: dict[str, Any]) -> Path | None:
     if paths.run.is_file():
         if not resume:
             raise DmcodecError(f"{paths.root}: already holds a training run; pass --resume to continue it "
-                               "or choose another --out folder")
+                               "or choose another -o folder")
         _check_resumable(json.loads(paths.run.read_text()), record, paths.root)
     return checkpoints[-1][1] if resume and checkpoints else None
 
