@@ -33,7 +33,7 @@ def _unfit(signal: np.ndarray) -> Missing | None:
         import onnxruntime  # noqa: F401
         import speechmos.dnsmos  # noqa: F401
     except ImportError as exc:
-        return missing_library(exc.name or "speechmos")
+        return missing_library((exc.name or "speechmos").split(".")[0])
     if len(signal) < MIN_SECONDS * METRIC_RATE:
         return Missing(f"clip too short for DNSMOS (needs {MIN_SECONDS:g} s or more)")
     if not np.any(signal):
