@@ -3,7 +3,8 @@
 #   train/campaign.sh TRAIN_MINI_DIR SPEECH_DIR          (run it under nohup; see docs/training.md)
 # State lives outside the work tree, in $CAMPAIGN (default ~/.cache/dmcodec/campaign-mini): the prepared
 # segments, the run folder (RUN) and CURVE (default curve.jsonl; one line per chunk: step, seconds, validation
-# mel error, STOI / PESQ-wb / SI-SDR / mel distance of `last/` on the 13 unseen-speaker clips at 8 codebooks).
+# mel error, STOI / PESQ-wb / SI-SDR / mel distance / ViSQOL of `last/` on the 13 unseen-speaker clips at 8
+# codebooks).
 # A trial is another RUN, RECIPE and CURVE beside the main run, e.g. started from the main run's `last/`:
 #   RUN=$CAMPAIGN/trial-x RECIPE=... INIT=$CAMPAIGN/run-export CURVE=$CAMPAIGN/trial-x.curve.jsonl STEPS=N
 # Each chunk trains CHUNK steps with --resume, then evaluates. Without a run folder (a new machine) the run
@@ -51,15 +52,15 @@ while [ ! -e "$CAMPAIGN/STOP" ]; do
     --init "$(cat "$RUN.init")" $resume --max-steps "$target" --cpu --quiet
   seconds=$(( $(date +%s) - start ))
   nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
-    --json "$RUN.eval-$target.json" >/dev/null
+    --skip dnsmos,speaker --jobs 1 --json-file "$RUN.eval-$target.json" >/dev/null
   python3 - "$RUN" "$CURVE" "$target" "$seconds" <<'EOF'
 import json, sys
 run, curve, step, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 valid = [r for r in map(json.loads, open(f"{run}/metrics.jsonl")) if r.get("split") == "valid" and r["step"] <= step]
 summary = json.load(open(f"{run}.eval-{step}.json"))["summary"]
-summary = summary.get("8", summary)  # per --n-q block, else the pooled one
+summary = summary.get("8", summary)  # roundtrip summaries are per --n-q; files written before were pooled
 row = {"step": step, "chunk_seconds": seconds, "valid_mel_error": valid[-1]["mel_error"] if valid else None}
-row.update({k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance") if k in summary})
+row.update({k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance", "visqol") if k in summary})
 with open(curve, "a") as f:
     f.write(json.dumps(row) + "\n")
 print(json.dumps(row))
