@@ -93,7 +93,7 @@ def test_score_cli_runs_visqol_in_jobs_processes(clip, speech_dir, tmp_path, cap
 
 
 def test_visqol_missing_library_short_or_silent_clip_give_a_reason(clip, monkeypatch):
-    assert visqol(clip[:4000], clip[:4000]) == Missing("clip too short for ViSQOL (needs 0.5 s or more)")
+    assert visqol(clip[:4000], clip[:4000]) == Missing("clip too short for ViSQOL (needs 0.7 s or more)")
     assert visqol(np.zeros_like(clip), clip) == Missing("reference is silent")  # the library would say 4.7
     assert visqol(clip, clip[: len(clip) // 2]) == Missing(metrics.LENGTH_MISMATCH)
     monkeypatch.setitem(sys.modules, "visqol", None)

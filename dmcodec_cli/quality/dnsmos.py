@@ -23,7 +23,10 @@ def dnsmos(signal: np.ndarray) -> dict[str, MetricValue]:
         return {f"dnsmos_{scale}": reason for scale in DNSMOS_SCALES}
     from speechmos import dnsmos as speechmos_dnsmos
 
-    scores = speechmos_dnsmos.run(np.clip(np.asarray(signal, np.float64), -1.0, 1.0), sr=METRIC_RATE)
+    try:
+        scores = speechmos_dnsmos.run(np.clip(np.asarray(signal, np.float64), -1.0, 1.0), sr=METRIC_RATE)
+    except (ValueError, RuntimeError) as exc:  # onnxruntime's errors are RuntimeErrors
+        return {f"dnsmos_{scale}": Missing(f"DNSMOS failed ({type(exc).__name__}: {exc})") for scale in DNSMOS_SCALES}
     return {f"dnsmos_{scale}": finite(float(scores[f"{scale}_mos"])) for scale in DNSMOS_SCALES}
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from concurrent.futures import CancelledError, Future
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -266,7 +265,7 @@ class PendingRow:
             return self.scored
         try:
             value = self.visqol.result()
-        except (BrokenProcessPool, CancelledError, OSError) as exc:
+        except Exception as exc:  # a worker that died or raised: this file fails, the batch goes on
             return error_row(self.scored["file"], self.scored["n_q"], f"ViSQOL worker failed ({exc!r})")
         missing = {k: v for k, v in self.scored["missing"].items() if k != "visqol"}
         if isinstance(value, Missing):

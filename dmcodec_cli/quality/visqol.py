@@ -15,8 +15,8 @@ import numpy as np
 
 from .metrics import METRIC_RATE, MetricValue, Missing, finite, length_mismatch, missing_library
 
-#: Below this the library finds no patch to compare (it fails with an IndexError).
-MIN_SECONDS = 0.5
+#: Below about 0.65 s the library finds no patch to compare (it fails with an IndexError).
+MIN_SECONDS = 0.7
 
 
 @lru_cache(maxsize=1)
@@ -48,8 +48,13 @@ def visqol(reference: np.ndarray, degraded: np.ndarray) -> MetricValue:
     reason = unavailable() or _unfit(reference, degraded)
     if reason is not None:
         return reason
-    result = _speech_api().measure_from_arrays(np.asarray(reference, np.float64), np.asarray(degraded, np.float64),
-                                               METRIC_RATE)
+    try:
+        result = _speech_api().measure_from_arrays(np.asarray(reference, np.float64),
+                                                   np.asarray(degraded, np.float64), METRIC_RATE)
+    except IndexError:
+        return Missing(f"clip too short for ViSQOL (no patch of speech to compare; needs about {MIN_SECONDS:g} s)")
+    except (ValueError, RuntimeError, FloatingPointError) as exc:
+        return Missing(f"ViSQOL failed ({type(exc).__name__}: {exc})")
     return finite(float(result.moslqo))
 
 
