@@ -24,8 +24,8 @@ from ..walk import Found, has_extension, printable, walk_files
 from . import plots
 from .asr import Transcriber, normalize_text
 from .dnsmos import dnsmos
-from .metrics import (METRIC_RATE, METRICS, NO_ASR, SKIPPED, MetricValue,
-                      Missing, length_mismatch, log_mel_module, signal_metrics, to_metric_rate, wer, wil)
+from .metrics import (METRIC_RATE, METRICS, NO_ASR, SKIPPED, TEXT_METRICS, MetricValue, Missing, length_mismatch,
+                      log_mel_module, signal_metrics, to_metric_rate, wer, wil)
 from .report import corpus_text_metrics, summarize, summarize_by_n_q
 from .speaker import SpeakerSimilarity
 from .visqol import VisqolWorkers
@@ -235,7 +235,7 @@ def metrics_row(name: str, n_q: int | None, values: dict[str, MetricValue]) -> d
     row: dict = {"file": name, "n_q": n_q}
     missing = {}
     for metric in METRICS:
-        value = values.get(metric, Missing(NO_ASR if metric in ("wer", "wil") else SKIPPED))
+        value = values.get(metric, Missing(NO_ASR if metric in TEXT_METRICS else SKIPPED))
         row[metric] = None if isinstance(value, Missing) else value
         if isinstance(value, Missing):
             missing[metric] = value.reason
