@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/quality_metrics.py --corpus ../shared/data/speech
 
 With a clip: milliseconds per call and per second of audio for every metric at 16 kHz (against the
-band-limited noisy copy), and the spectrogram PNG. ``--without-numba`` hides numba from ViSQOL (its
-pure-Python path) to compare the two in separate runs.
+band-limited noisy copy), and the spectrogram PNG. ``--without-numba`` times ViSQOL alone with numba
+hidden (its pure-Python path; librosa, under DNSMOS and Resemblyzer, needs numba), to compare two runs.
 
 With ``--corpus``: every clip against ``band8k`` (resampled to 8 kHz and back: a 4 kHz band limit) and
 ``band8k_noise`` (the same plus white noise of sigma 0.01), in one process: mean ± 95 % CI of each
@@ -59,14 +59,14 @@ def best_of(repeat: int, function, *args) -> float:
     return min(times)
 
 
-def time_one_clip(clip: Path, repeat: int) -> None:
+def time_one_clip(clip: Path, repeat: int, only: set[str] | None = None) -> None:
     from dmcodec_cli.audio import load_audio
     from dmcodec_cli.quality import plots
 
     reference = load_audio(clip, RATE).samples.astype(np.float64)
     degraded = band8k_noise(reference)
     seconds = len(reference) / RATE
-    functions = metric_functions()
+    functions = {name: f for name, f in metric_functions().items() if only is None or name in only}
     for function in functions.values():  # build filterbanks, models and JIT code outside the timing
         function(reference, degraded)
     print(f"{clip.name}: {seconds:.2f} s at 16 kHz, best of {repeat}")
@@ -74,6 +74,8 @@ def time_one_clip(clip: Path, repeat: int) -> None:
     for name, function in functions.items():
         elapsed = best_of(repeat, function, reference, degraded)
         print(f"{name:<20}{elapsed * 1000:>12.1f}{elapsed * 1000 / seconds:>14.1f}")
+    if only is not None:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         elapsed = best_of(repeat, plots.spectrogram_png, Path(tmp) / "x.png", reference, degraded)
         size = (Path(tmp) / "x.png").stat().st_size
@@ -132,7 +134,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.without_numba:
         sys.modules["numba"] = None  # visqol falls back to plain Python when numba cannot be imported
-    if args.corpus:
+        time_one_clip(args.clip, args.repeat, only={"visqol"})
+    elif args.corpus:
         score_corpus(args.corpus)
     else:
         time_one_clip(args.clip, args.repeat)

@@ -282,7 +282,8 @@ def test_roundtrip_of_a_code_store_scores_its_decoded_codes(small_checkpoint, sm
     entries = []
     for name, stem in (("vctk_p225_003.wav", "a"), ("ljspeech_LJ001-0002.flac", "sub/b")):
         audio, rate = sf.read(speech_dir / name, dtype="float32")
-        sf.write(audio_dir / f"{stem}{Path(name).suffix}", audio[int(0.3 * rate): int(1.3 * rate)], rate)
+        # 1.15 s: DNSMOS doubles it to 9.2 s, one window (a 1 s clip would be rated as seven)
+        sf.write(audio_dir / f"{stem}{Path(name).suffix}", audio[int(0.3 * rate): int(1.45 * rate)], rate)
         samples = load_audio(audio_dir / f"{stem}{Path(name).suffix}", small_model.sample_rate).samples
         entries.append(Entry(stem, len(samples), encode_samples(small_model, samples, 3)))
     meta = StoreMeta.for_model(small_model, 3)

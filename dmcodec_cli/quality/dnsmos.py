@@ -25,6 +25,8 @@ def dnsmos(signal: np.ndarray) -> dict[str, MetricValue]:
 
     try:
         scores = speechmos_dnsmos.run(np.clip(np.asarray(signal, np.float64), -1.0, 1.0), sr=METRIC_RATE)
+    except ImportError as exc:  # librosa imports its parts (and numba) on first use
+        return {f"dnsmos_{scale}": missing_library((exc.name or "librosa").split(".")[0]) for scale in DNSMOS_SCALES}
     except (ValueError, RuntimeError) as exc:  # onnxruntime's errors are RuntimeErrors
         return {f"dnsmos_{scale}": Missing(f"DNSMOS failed ({type(exc).__name__}: {exc})") for scale in DNSMOS_SCALES}
     return {f"dnsmos_{scale}": finite(float(scores[f"{scale}_mos"])) for scale in DNSMOS_SCALES}
