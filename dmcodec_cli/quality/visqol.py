@@ -1,6 +1,6 @@
 """ViSQOL v3 (speech mode, 16 kHz, lattice mapper) through ``visqol-python``, in worker processes.
 
-ViSQOL is the slowest metric by far (about 0.1 s per second of audio with numba, 0.8 s without), so
+ViSQOL is slow (about 0.06-0.12 s per second of audio with numba, 0.8-1.3 s without, on one core), so
 ``VisqolWorkers`` runs it in ``jobs`` processes while the caller goes on with the next file.
 """
 
