@@ -45,7 +45,7 @@ def test_the_bundled_model_codes_unseen_speech_intelligibly():
 def test_the_main_job_runs_with_the_default_model(tmp_path, capsys):
     pytest.importorskip("pystoi")
     clip = SPEECH / "cmu_arctic_awb_arctic_a0007.wav"
-    result = run_cli(capsys, "roundtrip", clip, "-o", tmp_path, "--json", tmp_path / "r.json")
+    result = run_cli(capsys, "roundtrip", clip, "-o", tmp_path, "--json-file", tmp_path / "r.json")
     assert result.code == 0, result.stderr
     scored = json.loads((tmp_path / "r.json").read_text())["files"][0]
     assert scored["stoi"] > STOI_FLOOR - 0.1

@@ -335,7 +335,7 @@ def test_roundtrip_folder_with_a_one_sample_clip(tmp_path, capsys):
     clip(src / "a.wav", seconds=0.6)
     sf.write(src / "one.wav", np.array([0.1], np.float32), 16000)
     before = snapshot(src)
-    result = run_cli(capsys, "roundtrip", src, "--model", MODEL, "--json", tmp_path / "r.json")
+    result = run_cli(capsys, "roundtrip", src, "--model", MODEL, "--json-file", tmp_path / "r.json")
     assert result.code == 1 and "Traceback" not in result.stderr
     rows = {row["file"]: row for row in json.loads((tmp_path / "r.json").read_text())["files"]}
     assert "too short to roundtrip (1 samples" in rows["one.wav"]["error"]

@@ -350,7 +350,7 @@ def test_a_foreign_failures_file_beside_a_store_is_not_replaced(tmp_path, capsys
 
 def test_score_json_over_an_input_is_refused(tmp_path, capsys):
     ref, deg = clip(tmp_path / "ref.wav"), clip(tmp_path / "deg.wav", 0.3)
-    refused(capsys, tmp_path, ["score", ref, deg, "--json", deg], "deg.wav", "is also an input")
+    refused(capsys, tmp_path, ["score", ref, deg, "--json-file", deg], "deg.wav", "is also an input")
 
 
 def test_roundtrip_into_a_folder_with_foreign_files_is_refused(tmp_path, capsys):

@@ -77,11 +77,11 @@ def test_mel_distance_is_mean_absolute_log_mel_difference(pair):
     assert metrics.mel_distance(reference, reference) == 0.0
 
 
-def test_misaligned_lengths_are_cut_to_the_common_length(pair):
+def test_padding_up_to_one_frame_is_cut_and_a_larger_difference_is_refused(pair):
     reference, degraded = pair
-    longer = np.concatenate([degraded, np.full(4000, 0.3)])  # frame padding after the signal
-    assert signal_metrics(reference, longer) == signal_metrics(reference, degraded)
-    shorter = degraded[:-3000]
+    padded = np.concatenate([degraded, np.full(320, 0.3)])  # one 20 ms frame of padding after the signal
+    assert signal_metrics(reference, padded) == signal_metrics(reference, degraded)
+    shorter = degraded[:-320]
     cut = reference[: len(shorter)]
     got = signal_metrics(reference, shorter)
     assert got == signal_metrics(cut, shorter)
@@ -89,6 +89,10 @@ def test_misaligned_lengths_are_cut_to_the_common_length(pair):
 
     assert got["stoi"] == pytest.approx(stoi(cut, shorter, RATE), abs=1e-12)
     assert [len(x) for x in align(reference, shorter)] == [len(shorter)] * 2
+    # Half a file is not scored on its overlap (that would be a perfect score for a file cut in two).
+    half = signal_metrics(reference, reference[: len(reference) // 2])
+    assert all(value == Missing(metrics.LENGTH_MISMATCH) for value in half.values())
+    assert isinstance(signal_metrics(reference, degraded[:-321])["stoi"], Missing)
 
 
 def test_what_cannot_be_computed_is_missing_with_a_reason_never_zero(pair):

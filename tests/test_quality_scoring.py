@@ -24,17 +24,30 @@ SCHEMA_KEYS = {"file", "n_q", *METRICS}
 
 
 
+#: The CLI tests of pairing, resuming and outputs leave out the slow metrics (tests/test_quality_extra.py has them).
+FAST = ("--skip", "visqol,dnsmos,speaker")
+
+
 def check_schema(result: dict) -> None:
-    assert set(result) >= {"files", "summary"}
+    """The documented JSON: rows with every metric (number or null with a reason); ``summary`` once for
+    ``score``, and per n_q (``summary[K]``, ``corpus[K]``, ``bitrate_bps[K]``) for ``roundtrip``."""
+    assert set(result) >= {"files", "summary", "corpus"}
     for row in result["files"]:
         assert SCHEMA_KEYS <= set(row), row
         assert isinstance(row["file"], str) and (row["n_q"] is None or isinstance(row["n_q"], int))
         for metric in METRICS:
             assert row[metric] is None or isinstance(row[metric], float)
             assert (row[metric] is None) == (metric in row["missing"])
-    assert set(result["summary"]) == set(METRICS)
-    for stats in result["summary"].values():
-        assert set(stats) == {"mean", "std", "ci95", "n"} and isinstance(stats["n"], int)
+        assert "error" in row or isinstance(row["length_mismatch"], bool)
+    roundtrip = any(row["n_q"] is not None for row in result["files"])
+    summaries = result["summary"].values() if roundtrip else [result["summary"]]
+    if roundtrip:
+        levels = {str(row["n_q"]) for row in result["files"]}
+        assert set(result["summary"]) == set(result["corpus"]) == set(result["bitrate_bps"]) == levels
+    for summary in summaries:
+        assert set(summary) == set(METRICS)
+        for stats in summary.values():
+            assert set(stats) == {"mean", "std", "ci95", "n"} and isinstance(stats["n"], int)
 
 
 def degrade(source: Path, target: Path, rate: int | None = None, noise: float = 0.01) -> None:
@@ -80,7 +93,8 @@ def test_score_cli_writes_json_plots_and_goes_past_bad_files(pair_dirs, tmp_path
     (ref / "broken.wav").write_bytes(b"not audio at all")
     (deg / "broken.wav").write_bytes(b"not audio at all")
     out = tmp_path / "scores.json"
-    code, stdout, stderr = run_cli(capsys, "score", ref, deg, "--json", out, "--plots", tmp_path / "plots")
+    code, stdout, stderr = run_cli(capsys, "score", ref, deg, "--json-file", out, "--plots", tmp_path / "plots",
+                                   *FAST)
     assert code == 1  # one file failed; the others are scored
     assert "could not be scored" in stderr and "STOI" in stdout and "summary" in stdout
     result = json.loads(out.read_text())
@@ -114,7 +128,7 @@ def test_rerun_with_the_same_json_skips_scored_files(pair_dirs, tmp_path, monkey
     missing_one = tmp_path / "deg_partial"
     shutil.copytree(deg, missing_one)
     (missing_one / "vctk_p225_003.wav").unlink()
-    assert run_cli(capsys, "score", ref, missing_one, "--json", out).code == 1
+    assert run_cli(capsys, "score", ref, missing_one, "--json-file", out, *FAST).code == 1
     first = json.loads(out.read_text())
     # Mark a scored row: a re-run must keep it as it is, and score only what is not scored yet.
     first["files"][0]["stoi"] = 0.123456
@@ -123,7 +137,7 @@ def test_rerun_with_the_same_json_skips_scored_files(pair_dirs, tmp_path, monkey
     calls = []
     original = scoring._score_pair
     monkeypatch.setattr(scoring, "_score_pair", lambda pair, *a: calls.append(pair.name) or original(pair, *a))
-    assert run_cli(capsys, "score", ref, missing_one, "--json", out).code == 0
+    assert run_cli(capsys, "score", ref, missing_one, "--json-file", out, *FAST).code == 0
     assert calls == ["vctk_p225_003.wav"]
     second = json.loads(out.read_text())
     check_schema(second)
@@ -135,10 +149,10 @@ def test_resume_refuses_a_json_made_with_other_settings(pair_dirs, tmp_path, cap
     ref, deg = pair_dirs
     out = tmp_path / "scores.json"
     Journal.open(out, {"mode": "roundtrip", "model": "abc"}).flush()
-    code, _, stderr = run_cli(capsys, "score", ref, deg, "--json", out)
+    code, _, stderr = run_cli(capsys, "score", ref, deg, "--json-file", out, *FAST)
     assert code == 2 and "other settings" in stderr and "Traceback" not in stderr
     out.write_text("{not json")
-    code, _, stderr = run_cli(capsys, "score", ref, deg, "--json", out)
+    code, _, stderr = run_cli(capsys, "score", ref, deg, "--json-file", out, *FAST)
     assert code == 2 and "not a readable JSON" in stderr
 
 
@@ -171,7 +185,7 @@ def test_missing_matplotlib_skips_plots_with_a_note(pair_dirs, tmp_path, monkeyp
     ref, deg = pair_dirs
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     code, stdout, _ = run_cli(capsys, "score", ref / "vctk_p225_003.wav", deg / "vctk_p225_003.wav", "--plots",
-                              tmp_path / "plots")
+                              tmp_path / "plots", *FAST)
     assert code == 0 and "plots skipped: matplotlib not installed (install dmcodec[eval])" in stdout
     assert not (tmp_path / "plots").exists()
 
@@ -196,8 +210,8 @@ def test_roundtrip_cli_writes_reconstructions_plots_and_bitrate_table(small_chec
         audio, rate = sf.read(speech_dir / name, dtype="float32")
         sf.write(source / name, audio[int(0.3 * rate): int(1.3 * rate)], rate)
     out, result_json = tmp_path / "out", tmp_path / "rt.json"
-    args = ["roundtrip", source, "-o", out, "--model", small_checkpoint, "--n-q", "1,4", "--json", result_json,
-            "--device", "cpu"]
+    args = ["roundtrip", source, "-o", out, "--model", small_checkpoint, "--n-q", "1,4", "--json-file", result_json,
+            "--device", "cpu", *FAST]
     code, stdout, _ = run_cli(capsys, *args)
     assert code == 0 and "bitrate" in stdout
     result = json.loads(result_json.read_text())
@@ -206,8 +220,10 @@ def test_roundtrip_cli_writes_reconstructions_plots_and_bitrate_table(small_chec
         ("ljspeech_LJ001-0002.flac", 1), ("ljspeech_LJ001-0002.flac", 4),
         ("vctk_p225_003.wav", 1), ("vctk_p225_003.wav", 4)]
     config = small_model.config
-    bitrates = {k: v["bitrate_bps"] for k, v in result["by_n_q"].items()}
-    assert bitrates == {"1": config.bitrate(1), "4": config.bitrate(4)}
+    assert result["bitrate_bps"] == {"1": config.bitrate(1), "4": config.bitrate(4)}
+    for k in ("1", "4"):  # each bitrate's summary is over its own rows only
+        level = [row["stoi"] for row in result["files"] if row["n_q"] == int(k)]
+        assert result["summary"][k]["stoi"]["mean"] == pytest.approx(np.mean(level))
     for row in result["files"]:
         wav = out / f"nq{row['n_q']}" / Path(row["file"]).with_suffix(".wav")
         original = load_audio(source / row["file"], config.sample_rate).samples
@@ -233,7 +249,8 @@ def test_score_real_clips_from_the_shared_set(tmp_path, capsys):
     names = ["librispeech_dev-clean_2412-153948-0001.flac", "ljspeech_LJ001-0002.flac", "vctk_p225_003.wav"]
     for name in names:
         degrade(SHARED_SPEECH / name, tmp_path / "deg" / Path(name).with_suffix(".wav"), rate=8000, noise=0.002)
-    args = ["score", SHARED_SPEECH, tmp_path / "deg", "--json", tmp_path / "s.json", "--plots", tmp_path / "plots"]
+    args = ["score", SHARED_SPEECH, tmp_path / "deg", "--json-file", tmp_path / "s.json", "--plots", tmp_path / "plots",
+            *FAST]
     code, stdout, stderr = run_cli(capsys, *args)
     result = json.loads((tmp_path / "s.json").read_text())
     scored = [row for row in result["files"] if "error" not in row]
@@ -265,14 +282,16 @@ def test_roundtrip_of_a_code_store_scores_its_decoded_codes(small_checkpoint, sm
     entries = []
     for name, stem in (("vctk_p225_003.wav", "a"), ("ljspeech_LJ001-0002.flac", "sub/b")):
         audio, rate = sf.read(speech_dir / name, dtype="float32")
-        sf.write(audio_dir / f"{stem}{Path(name).suffix}", audio[int(0.3 * rate): int(1.3 * rate)], rate)
+        # 1.15 s: DNSMOS doubles it to 9.2 s, one window (a 1 s clip would be rated as seven)
+        sf.write(audio_dir / f"{stem}{Path(name).suffix}", audio[int(0.3 * rate): int(1.45 * rate)], rate)
         samples = load_audio(audio_dir / f"{stem}{Path(name).suffix}", small_model.sample_rate).samples
         entries.append(Entry(stem, len(samples), encode_samples(small_model, samples, 3)))
     meta = StoreMeta.for_model(small_model, 3)
     store = write_store(tmp_path / "codes.h5", meta, entries)
     out, result_json = tmp_path / "out", tmp_path / "rt.json"
     code, stdout, stderr = run_cli(capsys, "roundtrip", store, "--audio", audio_dir, "--model", small_checkpoint,
-                                   "--n-q", "1,3", "-o", out, "--json", result_json, "--device", "cpu")
+                                   "--n-q", "1,3", "-o", out, "--json-file", result_json, "--device", "cpu",
+                                   *FAST)
     assert code == 0, stderr
     result = json.loads(result_json.read_text())
     check_schema(result)
@@ -284,8 +303,21 @@ def test_roundtrip_of_a_code_store_scores_its_decoded_codes(small_checkpoint, sm
         expected = scoring.signal_metrics(original, decoded)
         assert row["mel_distance"] == pytest.approx(expected["mel_distance"], rel=1e-3)
         assert (out / f"nq{row['n_q']}" / f"{entry.id}.wav").is_file()
-    code, _, stderr = run_cli(capsys, "roundtrip", store, "--model", small_checkpoint)
-    assert code == 2 and "pass --audio DIR" in stderr
+    # Without --audio: the reference-free DNSMOS of the decoded codes, the reference metrics missing.
+    code, stdout, stderr = run_cli(capsys, "roundtrip", store, "--model", small_checkpoint, "--n-q", "3", "--json",
+                                   "--skip", "visqol,speaker", "--device", "cpu")
+    assert code == 0, stderr
+    from speechmos import dnsmos
+
+    from dmcodec_cli.quality.roundtrip import NO_ORIGINAL
+
+    for row in json.loads(stdout)["files"]:
+        entry = next(e for e in entries if e.id == row["file"])
+        decoded = decode_codes(small_model, entry.codes)[: entry.num_samples]
+        direct = dnsmos.run(np.clip(decoded.astype(np.float64), -1, 1), sr=16000)
+        assert row["dnsmos_ovrl"] == pytest.approx(direct["ovrl_mos"]) and 1 < row["dnsmos_ovrl"] < 5
+        assert row["dnsmos_p808"] == pytest.approx(direct["p808_mos"])
+        assert row["stoi"] is None and row["missing"]["stoi"] == row["missing"]["original_dnsmos_ovrl"] == NO_ORIGINAL
     other = write_store(tmp_path / "other.h5", dataclasses.replace(meta, model_fingerprint="f" * 64), entries)
     code, _, stderr = run_cli(capsys, "roundtrip", other, "--audio", audio_dir, "--model", small_checkpoint)
     assert code == 2 and "was made by model" in stderr

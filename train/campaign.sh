@@ -3,7 +3,8 @@
 #   train/campaign.sh TRAIN_MINI_DIR SPEECH_DIR          (run it under nohup; see docs/training.md)
 # State lives outside the work tree, in $CAMPAIGN (default ~/.cache/dmcodec/campaign-mini): the prepared
 # segments, the run folder (RUN) and CURVE (default curve.jsonl; one line per chunk: step, seconds, validation
-# mel error, STOI / PESQ-wb / SI-SDR / mel distance of `last/` on the 13 unseen-speaker clips at 8 codebooks).
+# mel error, STOI / PESQ-wb / SI-SDR / mel distance / ViSQOL of `last/` on the 13 unseen-speaker clips at 8
+# codebooks).
 # A trial is another RUN, RECIPE and CURVE beside the main run, e.g. started from the main run's `last/`:
 #   RUN=$CAMPAIGN/trial-x RECIPE=... INIT=$CAMPAIGN/run-export CURVE=$CAMPAIGN/trial-x.curve.jsonl STEPS=N
 # Each chunk trains CHUNK steps with --resume, then evaluates. Without a run folder (a new machine) the run
@@ -51,22 +52,23 @@ while [ ! -e "$CAMPAIGN/STOP" ]; do
     --init "$(cat "$RUN.init")" $resume --max-steps "$target" --device cpu --quiet
   seconds=$(( $(date +%s) - start ))
   nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/last" --n-q 8 --summary-only \
-    --json "$RUN.eval-$target.json" >/dev/null
+    --skip dnsmos,speaker --jobs 1 --json-file "$RUN.eval-$target.json" >/dev/null
   if [ -d "$RUN/ema" ]; then  # the recipe keeps a moving average of the weights (ema_decay): score it too
     nice -n 19 $DMCODEC roundtrip "$CAMPAIGN/eval" --model "$RUN/ema" --n-q 8 --summary-only \
-      --json "$RUN.eval-ema-$target.json" >/dev/null
+      --skip dnsmos,speaker --jobs 1 --json-file "$RUN.eval-ema-$target.json" >/dev/null
   fi
   python3 - "$RUN" "$CURVE" "$target" "$seconds" <<'EOF'
 import json, os, sys
 run, curve, step, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 valid = [r for r in map(json.loads, open(f"{run}/metrics.jsonl")) if r.get("split") == "valid" and r["step"] <= step]
 row = {"step": step, "chunk_seconds": seconds, "valid_mel_error": valid[-1]["mel_error"] if valid else None}
+metrics = ("stoi", "pesq_wb", "si_sdr", "mel_distance", "visqol")
 for prefix, name in (("", f"{run}.eval-{step}.json"), ("ema_", f"{run}.eval-ema-{step}.json")):
     if not os.path.isfile(name):
         continue
     summary = json.load(open(name))["summary"]
-    summary = summary.get("8", summary)  # per --n-q block, else the pooled one
-    row.update({prefix + k: summary[k]["mean"] for k in ("stoi", "pesq_wb", "si_sdr", "mel_distance") if k in summary})
+    summary = summary.get("8", summary)  # roundtrip summaries are per --n-q; files written before were pooled
+    row.update({prefix + k: summary[k]["mean"] for k in metrics if k in summary})
 if valid and "ema_mel_error" in valid[-1]:
     row["ema_valid_mel_error"] = valid[-1]["ema_mel_error"]
 with open(curve, "a") as f:

@@ -26,4 +26,4 @@ for clip in "$SPEECH"/librispeech_train-clean-100_* "$SPEECH"/librispeech_dev-cl
   cp "$clip" "$WORK/eval/"
 done
 dmcodec roundtrip "$WORK/eval" --model dmcodec-mini --n-q 1,2,4,8 -o "$WORK/roundtrip" \
-  --json "$WORK/roundtrip.json" --summary-only
+  --json-file "$WORK/roundtrip.json" --summary-only

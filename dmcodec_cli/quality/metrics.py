@@ -16,15 +16,32 @@ import numpy as np
 from ..audio import resample
 
 METRIC_RATE = 16000
-#: Signal metrics in table order, then the transcript metrics (only with an ASR model).
+#: Lengths may differ by up to one 20 ms codec frame (padding); beyond, the pair is not aligned.
+MAX_LENGTH_DIFFERENCE = 320
+LENGTH_MISMATCH = ("lengths differ by more than one 20 ms frame (see length_difference_s): "
+                   "trim or align the files first")
+#: Metrics in table order. Signal metrics compare the two signals sample by sample (cut to the common
+#: length); ViSQOL aligns them itself; DNSMOS needs no reference and rates the degraded signal and the
+#: original; the speaker similarity compares whole signals; the transcript metrics need an ASR model.
 SIGNAL_METRICS = ("stoi", "pesq_wb", "si_sdr", "mel_distance")
+VISQOL_METRICS = ("visqol",)
+DNSMOS_SCALES = ("sig", "bak", "ovrl", "p808")
+DNSMOS_METRICS = tuple(f"dnsmos_{scale}" for scale in DNSMOS_SCALES)
+ORIGINAL_DNSMOS_METRICS = tuple(f"original_{name}" for name in DNSMOS_METRICS)
+SPEAKER_METRICS = ("speaker_similarity",)
 TEXT_METRICS = ("wer", "wil")
-METRICS = SIGNAL_METRICS + TEXT_METRICS
+METRICS = (SIGNAL_METRICS + VISQOL_METRICS + DNSMOS_METRICS + ORIGINAL_DNSMOS_METRICS + SPEAKER_METRICS
+           + TEXT_METRICS)
 #: True where a higher value is better (tables and plots say so).
-HIGHER_IS_BETTER = {"stoi": True, "pesq_wb": True, "si_sdr": True, "mel_distance": False, "wer": False, "wil": False}
+HIGHER_IS_BETTER = {"stoi": True, "pesq_wb": True, "si_sdr": True, "mel_distance": False, "visqol": True,
+                    **{name: True for name in DNSMOS_METRICS + ORIGINAL_DNSMOS_METRICS},
+                    "speaker_similarity": True, "wer": False, "wil": False}
 EXTRA_HINT = "install dmcodec[eval]"
-#: The reason WER / WIL are missing when no ASR model was asked for (tables leave those columns out).
+#: The reasons of metrics not asked for: WER / WIL without an ASR model, and metrics left out with
+#: ``--skip`` (tables leave those columns out).
 NO_ASR = "no ASR model given (--asr)"
+SKIPPED = "skipped (--skip)"
+NOT_ASKED = (NO_ASR, SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -52,7 +69,18 @@ def align(reference: np.ndarray, degraded: np.ndarray) -> tuple[np.ndarray, np.n
     return reference[:length], degraded[:length]
 
 
-def _missing_library(name: str) -> Missing:
+def length_mismatch(reference_length: int, degraded_length: int) -> str | None:
+    """Why two 16 kHz signals of these lengths cannot be compared sample by sample, or None.
+
+    A difference of up to one frame (``MAX_LENGTH_DIFFERENCE`` samples) is codec padding; a larger one
+    (a cut file, a delay) would score the overlap only, as if the rest did not exist.
+    """
+    if abs(degraded_length - reference_length) <= MAX_LENGTH_DIFFERENCE:
+        return None
+    return LENGTH_MISMATCH
+
+
+def missing_library(name: str) -> Missing:
     return Missing(f"{name} not installed ({EXTRA_HINT})")
 
 
@@ -65,7 +93,7 @@ def stoi(reference: np.ndarray, degraded: np.ndarray) -> MetricValue:
     try:
         from pystoi import stoi as pystoi_stoi
     except ImportError:
-        return _missing_library("pystoi")
+        return missing_library("pystoi")
     if _silent(reference):
         return Missing("reference is silent")
     with warnings.catch_warnings(record=True) as caught:
@@ -81,7 +109,7 @@ def pesq_wb(reference: np.ndarray, degraded: np.ndarray) -> MetricValue:
     try:
         from pesq import PesqError, pesq
     except ImportError:
-        return _missing_library("pesq")
+        return missing_library("pesq")
     if _silent(reference) or _silent(degraded):
         return Missing("reference is silent" if _silent(reference) else "degraded signal is silent")
     try:
@@ -140,7 +168,7 @@ def _jiwer(measure: str, reference_text: str, hypothesis_text: str) -> MetricVal
     try:
         import jiwer
     except ImportError:
-        return _missing_library("jiwer")
+        return missing_library("jiwer")
     if not reference_text.strip():
         return Missing("reference transcript is empty")
     return float(getattr(jiwer, measure)(reference_text, hypothesis_text))
@@ -157,15 +185,21 @@ def wil(reference_text: str, hypothesis_text: str) -> MetricValue:
 
 
 def signal_metrics(reference: np.ndarray, degraded: np.ndarray) -> dict[str, MetricValue]:
-    """All signal metrics of two 16 kHz signals [L1], [L2], aligned here to their common length."""
+    """All signal metrics of two 16 kHz signals [L1], [L2], cut here to their common length.
+
+    Missing, with the reason, when the lengths differ by more than one frame (``length_mismatch``).
+    """
+    mismatch = length_mismatch(len(reference), len(degraded))
+    if mismatch is not None:
+        return {name: Missing(mismatch) for name in SIGNAL_METRICS}
     reference, degraded = align(np.asarray(reference, np.float64), np.asarray(degraded, np.float64))
     if len(reference) == 0:
         return {name: Missing("empty signal") for name in SIGNAL_METRICS}
     values = {name: globals()[name](reference, degraded) for name in SIGNAL_METRICS}
-    return {name: _finite(value) for name, value in values.items()}
+    return {name: finite(value) for name, value in values.items()}
 
 
-def _finite(value: MetricValue) -> MetricValue:
+def finite(value: MetricValue) -> MetricValue:
     """NaN / inf (a degenerate pair) is reported as missing, never written as a number."""
     if isinstance(value, float) and not np.isfinite(value):
         return Missing(f"not a finite number ({value}) for this pair")

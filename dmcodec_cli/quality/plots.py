@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path
-from .metrics import EXTRA_HINT, HIGHER_IS_BETTER, METRIC_RATE, METRICS
-from .report import LABELS
+from .metrics import EXTRA_HINT, HIGHER_IS_BETTER, METRIC_RATE
+from .report import LABELS, TABLE_METRICS
 
 
 def unavailable() -> str | None:
@@ -67,10 +67,10 @@ def spectrogram_png(path: str | os.PathLike, reference: np.ndarray, degraded: np
     _save(figure, Path(path))
 
 
-def bitrate_png(path: str | os.PathLike, by_n_q: dict) -> None:
-    """Mean ± 95 % CI of each available metric against bitrate (kbps), one panel per metric."""
-    levels = list(by_n_q.values())
-    metrics = [m for m in METRICS if any(level["summary"][m]["mean"] is not None for level in levels)]
+def bitrate_png(path: str | os.PathLike, levels: list[dict]) -> None:
+    """Mean ± 95 % CI of each available metric against bitrate (kbps), one panel per metric, from
+    ``report.levels`` of a roundtrip result."""
+    metrics = [m for m in TABLE_METRICS if any(level["summary"][m]["mean"] is not None for level in levels)]
     figure = _figure(4 * max(len(metrics), 1), 3.4)
     axes = np.atleast_1d(figure.subplots(1, max(len(metrics), 1)))
     for ax, name in zip(axes, metrics):

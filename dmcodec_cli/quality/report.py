@@ -11,10 +11,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .metrics import HIGHER_IS_BETTER, METRICS, NO_ASR
+from .metrics import DNSMOS_SCALES, HIGHER_IS_BETTER, METRICS, NOT_ASKED
 
+_DNSMOS_LABELS = {"sig": "SIG", "bak": "BAK", "ovrl": "OVRL", "p808": "P.808"}
 LABELS = {"stoi": "STOI", "pesq_wb": "PESQ-WB", "si_sdr": "SI-SDR dB", "mel_distance": "mel dist",
-          "wer": "WER", "wil": "WIL"}
+          "visqol": "ViSQOL", **{f"dnsmos_{s}": f"DNSMOS {_DNSMOS_LABELS[s]}" for s in DNSMOS_SCALES},
+          **{f"original_dnsmos_{s}": f"orig. DNSMOS {_DNSMOS_LABELS[s]}" for s in DNSMOS_SCALES},
+          "speaker_similarity": "speaker sim", "wer": "WER", "wil": "WIL"}
+#: The columns of the per-file and bitrate tables (the summary table and the JSON have every metric).
+TABLE_METRICS = ("stoi", "pesq_wb", "si_sdr", "mel_distance", "visqol", "dnsmos_ovrl", "original_dnsmos_ovrl",
+                 "speaker_similarity", "wer", "wil")
 
 
 #: Student t 97.5 % quantiles for 1..30 degrees of freedom (standard table, 4 decimals).
@@ -91,27 +97,46 @@ def summarize_by_n_q(rows: list[dict], bitrate_of: dict[int, float]) -> dict:
     return by_n_q
 
 
+def levels(result: dict) -> list[dict]:
+    """The per-n_q blocks of a roundtrip result as [{"n_q", "bitrate_bps", "summary", "corpus"}], ascending
+    n_q; [] for a ``score`` result (one pooled summary)."""
+    if "bitrate_bps" not in result:
+        return []
+    return [{"n_q": int(k), "bitrate_bps": result["bitrate_bps"][k], "summary": result["summary"][k],
+             "corpus": result["corpus"][k]} for k in sorted(result["summary"], key=int)]
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def _present(rows: list[dict]) -> list[str]:
-    """Metrics worth a column: all but WER / WIL when no ASR model was given."""
-    return [m for m in METRICS if any(row.get(m) is not None or row.get("missing", {}).get(m, NO_ASR) != NO_ASR
+def _present(rows: list[dict], metrics: Iterable[str] = TABLE_METRICS) -> list[str]:
+    """Metrics worth a column: all but those not asked for (WER / WIL without ASR, skipped ones)."""
+    return [m for m in metrics if any(row.get(m) is not None or row.get("missing", {}).get(m) not in NOT_ASKED
                                       for row in rows)]
 
 
+def _label(name: str) -> str:
+    return LABELS[name] + (" ↑" if HIGHER_IS_BETTER[name] else " ↓")
+
+
 def files_table(rows: list[dict], title: str = "per file") -> Table:
+    """One row per file (and n_q); a "Δ length s" column flags pairs whose lengths differ by more than a frame."""
     metrics = _present(rows)
     with_n_q = any(row.get("n_q") is not None for row in rows)
+    mismatched = any(row.get("length_mismatch") for row in rows)
     table = Table(title=title)
     table.add_column("file", overflow="fold", min_width=24)
     if with_n_q:
         table.add_column("n_q", justify="right")
+    if mismatched:
+        table.add_column("Δ length s", justify="right")
     for name in metrics:
-        table.add_column(LABELS[name] + (" ↑" if HIGHER_IS_BETTER[name] else " ↓"), justify="right")
+        table.add_column(_label(name), justify="right")
     for row in rows:
         cells = [escape(row["file"])] + ([str(row.get("n_q", ""))] if with_n_q else [])
+        if mismatched:
+            cells.append(f"[yellow]{row['length_difference_s']:+.3f}[/]" if row.get("length_mismatch") else "")
         if "error" in row:
             table.add_row(*cells, f"[red]error: {escape(row['error'])}[/]", *[""] * (len(metrics) - 1))
             continue
@@ -131,15 +156,15 @@ def summary_table(summary: dict, title: str = "summary") -> Table:
     return table
 
 
-def bitrate_table(by_n_q: dict) -> Table:
-    """One row per n_q: bitrate and mean ± ci95 of each metric."""
-    metrics = [m for m in METRICS if any(level["summary"][m]["n"] for level in by_n_q.values())]
+def bitrate_table(by_level: list[dict]) -> Table:
+    """One row per n_q (``levels``): bitrate and mean ± ci95 of each metric."""
+    metrics = [m for m in TABLE_METRICS if any(level["summary"][m]["n"] for level in by_level)]
     table = Table(title="bitrate → quality (mean ± 95 % CI)")
     table.add_column("n_q", justify="right")
     table.add_column("kbps", justify="right")
     for name in metrics:
-        table.add_column(LABELS[name] + (" ↑" if HIGHER_IS_BETTER[name] else " ↓"), justify="right")
-    for level in by_n_q.values():
+        table.add_column(_label(name), justify="right")
+    for level in by_level:
         cells = []
         for name in metrics:
             stats = level["summary"][name]
@@ -151,10 +176,14 @@ def bitrate_table(by_n_q: dict) -> Table:
 
 
 def missing_notes(rows: list[dict]) -> list[str]:
-    """One line per (metric, reason): how many files lack the metric and why."""
+    """One line per reason and number of files: which metrics lack a value for that many files, and why."""
     counts = Counter((name, reason) for row in rows for name, reason in row.get("missing", {}).items()
-                     if reason != NO_ASR)
-    return [f"{LABELS[name]} missing for {count} file(s): {reason}" for (name, reason), count in sorted(counts.items())]
+                     if reason not in NOT_ASKED)
+    grouped: dict[tuple[str, int], list[str]] = {}
+    for (name, reason), count in counts.items():
+        grouped.setdefault((reason, count), []).append(name)
+    return [f"{', '.join(LABELS[n] for n in sorted(names, key=METRICS.index))} missing for {count} file(s): "
+            f"{reason}" for (reason, count), names in sorted(grouped.items())]
 
 
 def print_report(console: Console, result: dict, show_files: bool = True) -> None:
@@ -164,17 +193,22 @@ def print_report(console: Console, result: dict, show_files: bool = True) -> Non
         console.print(files_table(rows))
     for line in missing_notes(rows):
         console.print(f"[yellow]note:[/] {escape(line)}")
+    mismatched = sum(bool(row.get("length_mismatch")) for row in rows)
+    if mismatched:
+        console.print(f"[yellow]{mismatched} file(s) differ in length from their reference by more than one "
+                      "frame[/]: their reference metrics are not computed (see Δ length)")
     errors = [row for row in rows if "error" in row]
     if errors:
         console.print(f"[red]{len(errors)} file(s) failed[/] (see the error column / JSON)")
-    by_n_q = result.get("by_n_q") or {}
-    if len(by_n_q) > 1:
-        console.print(bitrate_table(by_n_q))
-        corpus = {level["n_q"]: level["corpus"] for level in by_n_q.values() if level["corpus"]}
+    by_level = levels(result)
+    if len(by_level) > 1:
+        console.print(bitrate_table(by_level))
     else:
-        console.print(summary_table(result["summary"]))
-        corpus = {None: result["corpus"]} if result.get("corpus") else {}
+        summary = by_level[0]["summary"] if by_level else result["summary"]
+        console.print(summary_table(summary) if summary else "no file scored")
+    corpus = {level["n_q"]: level["corpus"] for level in by_level} if by_level else {None: result["corpus"]}
     for n_q, stats in corpus.items():
-        at = "" if n_q is None else f" at n_q={n_q}"
-        console.print(f"corpus WER{at} (all words pooled, {stats['n']} files): {stats['wer']:.4f}, "
-                      f"WIL {stats['wil']:.4f}")
+        if stats:
+            at = "" if n_q is None or len(corpus) == 1 else f" at n_q={n_q}"
+            console.print(f"corpus WER{at} (all words pooled, {stats['n']} files): {stats['wer']:.4f}, "
+                          f"WIL {stats['wil']:.4f}")

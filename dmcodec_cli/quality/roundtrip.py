@@ -12,15 +12,22 @@ from ..errors import DmcodecError
 from ..inference import decode_codes, encode_samples
 from ..model import DMCodec
 from . import plots
-from .asr import Transcriber
-from .metrics import METRIC_RATE, log_mel_module, to_metric_rate
-from .scoring import Journal, Pair, Progress, audio_files, error_row, plot_pair, score_arrays, text_reference
+from .dnsmos import dnsmos
+from .metrics import DNSMOS_METRICS, METRIC_RATE, METRICS, TEXT_METRICS, Missing, log_mel_module, to_metric_rate
+from .report import levels as report_levels
+from .scoring import (Journal, Pair, PendingRow, Progress, Scorers, audio_files, error_row, metrics_row, plot_pair,
+                      score_arrays, text_reference)
+
+#: What a decoded code store has without its audio: everything but the reference-free DNSMOS.
+REFERENCE_METRICS = tuple(name for name in METRICS if name not in DNSMOS_METRICS)
 
 if TYPE_CHECKING:
-    from ..corpus.store import CodeStore
+    from ..corpus.store import CodeStore, Entry
 
-#: Codes [K, T] of an input by name (a code store's reader).
-StoredCodes = Callable[[str], np.ndarray]
+#: An utterance of a code store by id: its codes [K, T] and the length of its audio (``store_reader``).
+StoredCodes = Callable[[str], "Entry"]
+#: The reason of the reference metrics of a code store roundtripped without its audio.
+NO_ORIGINAL = "no original audio (a code store without --audio)"
 
 
 def parse_n_q(value: str | None, available: int) -> list[int]:
@@ -44,7 +51,7 @@ def output_path(outdir: Path, stem: str, n_q: int, several: bool, suffix: str) -
 
 def refuse_overwriting_inputs(files: Sequence[Pair], outdir: Path, levels: Sequence[int]) -> None:
     """Raise DmcodecError when a reconstruction would be written over one of the input files."""
-    inputs = {pair.reference.resolve() for pair in files}
+    inputs = {pair.reference.resolve() for pair in files if pair.reference is not None}
     for pair in files:
         for k in levels:
             target = output_path(outdir, pair.stem, k, len(levels) > 1, ".wav").resolve()
@@ -67,56 +74,79 @@ def reconstruct(model: DMCodec, samples: np.ndarray, levels: Sequence[int],
 
 
 def roundtrip_files(files: Sequence[Pair], model: DMCodec, levels: Sequence[int], journal: Journal,
-                    outdir: Path | None = None, asr: Transcriber | None = None, texts: dict[str, str] | None = None,
-                    progress: Progress | None = None, notes: list[str] | None = None,
-                    stored_codes: StoredCodes | None = None) -> dict:
+                    outdir: Path | None = None, scorers: Scorers | None = None, progress: Progress | None = None,
+                    notes: list[str] | None = None, stored_codes: StoredCodes | None = None) -> dict:
     """Roundtrip and score every (file, n_q) not already in the journal; writes reconstructions, a
     spectrogram PNG per reconstruction and, for several n_q, ``bitrate_quality.png`` into ``outdir``.
 
     With ``stored_codes`` (name -> codes [K, T]) the codes come from there instead of an encode."""
     notes = notes if notes is not None else []
+    scorers = scorers or Scorers()
     if outdir is not None:
         refuse_overwriting_inputs(files, outdir, levels)
     try:
         for pair in files:
             todo = [k for k in levels if not journal.done(pair.name, k)]
             if todo:
-                for row in _roundtrip_one(pair, model, todo, len(levels) > 1, outdir, asr, texts or {}, notes,
-                                          stored_codes):
+                for row in _roundtrip_one(pair, model, todo, len(levels) > 1, outdir, scorers, notes, stored_codes):
                     journal.add(row)
             if progress:
                 progress(pair.name)
+        journal.settle()
     finally:
         result = journal.flush()
-    if outdir is not None and len(result.get("by_n_q", {})) > 1:
+    by_level = report_levels(result)
+    if outdir is not None and len(by_level) > 1:
         reason = plots.unavailable()
         if reason is None:
-            plots.bitrate_png(outdir / "bitrate_quality.png", result["by_n_q"])
+            plots.bitrate_png(outdir / "bitrate_quality.png", by_level)
         elif f"plots skipped: {reason}" not in notes:
             notes.append(f"plots skipped: {reason}")
     return result
 
 
 def _roundtrip_one(pair: Pair, model: DMCodec, levels: Sequence[int], several: bool, outdir: Path | None,
-                   asr: Transcriber | None, texts: dict[str, str], notes: list[str],
-                   stored_codes: StoredCodes | None) -> list[dict]:
+                   scorers: Scorers, notes: list[str], stored_codes: StoredCodes | None) -> list[dict | PendingRow]:
+    if pair.reference is None:
+        return _decode_only(pair, model, levels, several, outdir, scorers, stored_codes)
     try:
         audio = load_audio(pair.reference, model.sample_rate)
         reference16 = to_metric_rate(audio.samples, model.sample_rate)
         check_long_enough(pair.reference, reference16)
     except DmcodecError as exc:
         return [error_row(pair.name, k, str(exc)) for k in levels]
-    text = text_reference(pair.name, reference16, asr, texts) if asr is not None else None
+    text = text_reference(pair.name, reference16, scorers)
+    original = scorers.original_metrics(reference16)
     rows = []
-    codes = stored_codes(pair.name) if stored_codes is not None else None
+    codes = stored_codes(pair.name).codes if stored_codes is not None else None
     for k, decoded in reconstruct(model, audio.samples, levels, codes).items():
         degraded16 = to_metric_rate(decoded, model.sample_rate)
         if outdir is not None:
             save_audio(output_path(outdir, pair.stem, k, several, ".wav"), decoded, model.sample_rate)
             plot_pair(output_path(outdir, pair.stem, k, several, ".png"), reference16, degraded16,
                       f"{pair.name} (n_q={k}, {model.config.bitrate(k) / 1000:g} kbps)", notes)
-        row = score_arrays(pair.name, k, reference16, degraded16, asr, text)
-        rows.append({**row, "bitrate_bps": model.config.bitrate(k)})
+        pending = score_arrays(pair.name, k, reference16, degraded16, scorers, text, original)
+        pending.scored["bitrate_bps"] = model.config.bitrate(k)
+        rows.append(pending)
+    return rows
+
+
+def _decode_only(pair: Pair, model: DMCodec, levels: Sequence[int], several: bool, outdir: Path | None,
+                 scorers: Scorers, stored_codes: StoredCodes) -> list[dict]:
+    """Rows of a store id without its audio: the reference-free metrics (DNSMOS) of each decoded level."""
+    entry = stored_codes(pair.name)
+    rows = []
+    for k in levels:
+        decoded = decode_codes(model, entry.codes[:k])[: entry.num_samples]
+        if outdir is not None:
+            save_audio(output_path(outdir, pair.stem, k, several, ".wav"), decoded, model.sample_rate)
+        values = {name: Missing(NO_ORIGINAL) for name in REFERENCE_METRICS
+                  if name not in TEXT_METRICS or scorers.asr is not None}
+        if scorers.dnsmos:
+            values.update(dnsmos(to_metric_rate(decoded, model.sample_rate)))
+        row = metrics_row(pair.name, k, values)
+        rows.append({**row, "duration_s": round(entry.num_samples / model.sample_rate, 3), "length_difference_s": 0.0,
+                     "length_mismatch": False, "bitrate_bps": model.config.bitrate(k)})
     return rows
 
 
@@ -129,13 +159,23 @@ def check_long_enough(path: Path, reference16: np.ndarray) -> None:
                            f"a clip needs more than {shortest} samples ({shortest / METRIC_RATE * 1000:g} ms)")
 
 
-def store_inputs(store: "CodeStore", audio_dir: Path) -> list[Pair]:
+def store_inputs(store: "CodeStore", audio_dir: Path | None) -> list[Pair]:
     """One pair per utterance of a code store, its reference the audio file ``audio_dir/<id>.<ext>``
-    (the store's ids are paths relative to the encoded folder, without extension)."""
+    (the store's ids are paths relative to the encoded folder, without extension); without ``audio_dir``
+    no reference (only the reference-free metrics)."""
+    if audio_dir is None:
+        return [Pair(name, None, None, stem=name) for name in store.ids]
     if not audio_dir.is_dir():
         raise DmcodecError(f"{audio_dir}: no such folder (--audio must be the folder the store was encoded from)")
     by_id = {Path(file.relative).with_suffix("").as_posix(): file.path for file in audio_files(audio_dir)}
     return [Pair(name, by_id.get(name, audio_dir / name), None, stem=name) for name in store.ids]
+
+
+def store_reader(store: "CodeStore") -> StoredCodes:
+    """The ``StoredCodes`` of an open store."""
+    from ..corpus.store import Entry
+
+    return lambda name: Entry(name, int(store.num_samples[store.index(name)]), store[name])
 
 
 def check_store_model(store: "CodeStore", model: DMCodec, levels: Sequence[int]) -> None:

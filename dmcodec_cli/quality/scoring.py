@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,9 +23,12 @@ from ..errors import DmcodecError
 from ..walk import Found, has_extension, printable, walk_files
 from . import plots
 from .asr import Transcriber, normalize_text
-from .metrics import (METRIC_RATE, METRICS, NO_ASR, MetricValue, Missing, log_mel_module, signal_metrics,
-                      to_metric_rate, wer, wil)
+from .dnsmos import dnsmos
+from .metrics import (METRIC_RATE, METRICS, NO_ASR, SKIPPED, TEXT_METRICS, MetricValue, Missing, length_mismatch,
+                      log_mel_module, signal_metrics, to_metric_rate, wer, wil)
 from .report import corpus_text_metrics, summarize, summarize_by_n_q
+from .speaker import SpeakerSimilarity
+from .visqol import VisqolWorkers
 
 FORMAT = "dmcodec-quality"
 VERSION = 1
@@ -43,7 +47,7 @@ def audio_files(folder: Path) -> list[Found]:
 @dataclass
 class Pair:
     name: str  #: relative path of the reference (or a code store id), the row's "file"
-    reference: Path
+    reference: Path | None  #: None for a code store id roundtripped without its audio
     degraded: Path | None  #: None when no degraded file matches
     stem: str | None = None  #: where outputs go, relative, without extension (default: name less its suffix)
 
@@ -151,6 +155,7 @@ class Journal:
     rows: dict[tuple[str, int | None], dict] = field(default_factory=dict)
     flush_every_s: float = 5.0
     _last_flush: float = 0.0
+    _pending: list[PendingRow] = field(default_factory=list)
 
     @classmethod
     def open(cls, path: Path | None, settings: dict, bitrates: dict[int, float] | None = None) -> "Journal":
@@ -180,20 +185,41 @@ class Journal:
         row = self.rows.get((name, n_q))
         return row is not None and "error" not in row
 
-    def add(self, row: dict) -> None:
-        self.rows[(row["file"], row.get("n_q"))] = row
+    def add(self, row: "dict | PendingRow") -> None:
+        """Record a row, or a row whose ViSQOL is still computing (recorded once it is done)."""
+        self._pending.append(row if isinstance(row, PendingRow) else PendingRow(row))
+        self._collect()
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
+    def _collect(self, wait: bool = False) -> None:
+        waiting = []
+        for pending in self._pending:
+            if wait or pending.done():
+                row = pending.row()
+                self.rows[(row["file"], row.get("n_q"))] = row
+            else:
+                waiting.append(pending)
+        self._pending = waiting
+
+    def settle(self) -> None:
+        """Wait for the rows still computing and record them."""
+        self._collect(wait=True)
+
     def result(self) -> dict:
+        """The JSON document. ``roundtrip`` rows (with n_q) are summarised per n_q: ``summary[K]``,
+        ``corpus[K]`` and ``bitrate_bps[K]`` for K = str(n_q); ``score`` rows once: ``summary[metric]``."""
         rows = sorted(self.rows.values(), key=lambda r: (r["file"], r.get("n_q") or 0))
-        result = {"format": FORMAT, "version": VERSION, "settings": self.settings, "files": rows,
-                  "summary": summarize(rows), "corpus": corpus_text_metrics(rows)}
-        if any(row.get("n_q") is not None for row in rows):
-            result["by_n_q"] = summarize_by_n_q(rows, self.bitrates)
-        return result
+        result = {"format": FORMAT, "version": VERSION, "settings": self.settings, "files": rows}
+        if self.bitrates:
+            levels = summarize_by_n_q(rows, self.bitrates)
+            return {**result, **{key: {k: level[key] for k, level in levels.items()}
+                                 for key in ("summary", "corpus", "bitrate_bps")}}
+        return {**result, "summary": summarize(rows), "corpus": corpus_text_metrics(rows)}
 
     def flush(self) -> dict:
+        """Write the rows that are complete (those still computing are left out until done)."""
+        self._collect()
         result = self.result()
         if self.path is not None:
             write_json_atomic(self.path, result)
@@ -209,7 +235,7 @@ def metrics_row(name: str, n_q: int | None, values: dict[str, MetricValue]) -> d
     row: dict = {"file": name, "n_q": n_q}
     missing = {}
     for metric in METRICS:
-        value = values.get(metric, Missing(NO_ASR))
+        value = values.get(metric, Missing(NO_ASR if metric in TEXT_METRICS else SKIPPED))
         row[metric] = None if isinstance(value, Missing) else value
         if isinstance(value, Missing):
             missing[metric] = value.reason
@@ -224,6 +250,48 @@ def error_row(name: str, n_q: int | None, message: str) -> dict:
 
 
 @dataclass
+class PendingRow:
+    """A scored row whose ViSQOL value may still be computing in a worker process."""
+
+    scored: dict
+    visqol: Future | None = None
+
+    def done(self) -> bool:
+        return self.visqol is None or self.visqol.done()
+
+    def row(self) -> dict:
+        """The complete row (waits for ViSQOL). A crashed worker makes it a failed row, tried again on resume."""
+        if self.visqol is None:
+            return self.scored
+        try:
+            value = self.visqol.result()
+        except Exception as exc:  # a worker that died or raised: this file fails, the batch goes on
+            return error_row(self.scored["file"], self.scored["n_q"], f"ViSQOL worker failed ({exc!r})")
+        missing = {k: v for k, v in self.scored["missing"].items() if k != "visqol"}
+        if isinstance(value, Missing):
+            missing["visqol"] = value.reason
+        return {**self.scored, "visqol": None if isinstance(value, Missing) else value, "missing": missing}
+
+
+@dataclass
+class Scorers:
+    """The metrics beyond the signal metrics and what they need; a metric left None / False here is
+    reported as skipped. WER / WIL need ``asr``; ``texts`` are the given transcripts by file."""
+
+    visqol: VisqolWorkers | None = None
+    dnsmos: bool = False
+    speaker: SpeakerSimilarity | None = None
+    asr: Transcriber | None = None
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def original_metrics(self, reference16: np.ndarray) -> dict[str, MetricValue]:
+        """The reference-free metrics of the original [L] (computed once per file)."""
+        if not self.dnsmos:
+            return {}
+        return {f"original_{name}": value for name, value in dnsmos(reference16).items()}
+
+
+@dataclass
 class TextReference:
     """The normalised text a file's transcripts are compared with, and where it came from."""
 
@@ -231,26 +299,39 @@ class TextReference:
     source: str  #: "transcripts" (given) or "asr" (ASR of the original audio)
 
 
-def text_reference(name: str, reference16: np.ndarray, asr: Transcriber, texts: dict[str, str]) -> TextReference:
-    given = transcript_for(name, texts)
+def text_reference(name: str, reference16: np.ndarray, scorers: Scorers) -> TextReference | None:
+    """What the transcript of ``name`` is compared with: its line in the transcripts, else the ASR of the original."""
+    if scorers.asr is None:
+        return None
+    given = transcript_for(name, scorers.texts)
     if given is not None:
         return TextReference(normalize_text(given), "transcripts")
-    return TextReference(normalize_text(asr.transcribe(reference16)), "asr")
+    return TextReference(normalize_text(scorers.asr.transcribe(reference16)), "asr")
 
 
 def score_arrays(name: str, n_q: int | None, reference16: np.ndarray, degraded16: np.ndarray,
-                 asr: Transcriber | None = None, text: TextReference | None = None) -> dict:
-    """One row for two 16 kHz signals [L1], [L2] (aligned here); WER / WIL when ``asr`` and ``text``."""
+                 scorers: Scorers | None = None, text: TextReference | None = None,
+                 original: dict[str, MetricValue] | None = None) -> PendingRow:
+    """One row for two 16 kHz signals [L1], [L2]; ``original``: ``scorers.original_metrics`` of the
+    reference when already computed. ViSQOL may still be computing when this returns."""
+    scorers = scorers or Scorers()
     values: dict[str, MetricValue] = dict(signal_metrics(reference16, degraded16))
+    values.update(original if original is not None else scorers.original_metrics(reference16))
+    if scorers.dnsmos:
+        values.update(dnsmos(degraded16))
+    if scorers.speaker is not None:
+        values["speaker_similarity"] = scorers.speaker(reference16, degraded16)
     row_extra = {}
-    if asr is not None and text is not None:
-        hypothesis = normalize_text(asr.transcribe(degraded16))
+    if scorers.asr is not None and text is not None:
+        hypothesis = normalize_text(scorers.asr.transcribe(degraded16))
         values["wer"], values["wil"] = wer(text.text, hypothesis), wil(text.text, hypothesis)
         row_extra = {"reference_text": text.text, "reference_text_source": text.source, "transcript": hypothesis}
     row = metrics_row(name, n_q, values)
     row["duration_s"] = round(len(reference16) / METRIC_RATE, 3)
     row["length_difference_s"] = round((len(degraded16) - len(reference16)) / METRIC_RATE, 3)
-    return {**row, **row_extra}
+    row["length_mismatch"] = length_mismatch(len(reference16), len(degraded16)) is not None
+    visqol = scorers.visqol.submit(reference16, degraded16) if scorers.visqol is not None else None
+    return PendingRow({**row, **row_extra}, visqol)
 
 
 def plot_pair(path: Path, reference16: np.ndarray, degraded16: np.ndarray, title: str, notes: list[str]) -> None:
@@ -267,24 +348,25 @@ def plot_pair(path: Path, reference16: np.ndarray, degraded16: np.ndarray, title
     plots.spectrogram_png(path, reference16, degraded16, title)
 
 
-def score_pairs(pairs: Iterable[Pair], journal: Journal, asr: Transcriber | None = None,
-                texts: dict[str, str] | None = None, plot_dir: Path | None = None,
-                progress: Progress | None = None, notes: list[str] | None = None) -> dict:
+def score_pairs(pairs: Iterable[Pair], journal: Journal, scorers: Scorers | None = None,
+                plot_dir: Path | None = None, progress: Progress | None = None,
+                notes: list[str] | None = None) -> dict:
     """Score each pair not already in the journal; returns the journal's final result (also written)."""
     notes = notes if notes is not None else []
+    scorers = scorers or Scorers()
     try:
         for pair in pairs:
             if not journal.done(pair.name):
-                journal.add(_score_pair(pair, asr, texts or {}, plot_dir, notes))
+                journal.add(_score_pair(pair, scorers, plot_dir, notes))
             if progress:
                 progress(pair.name)
+        journal.settle()
     finally:
         result = journal.flush()
     return result
 
 
-def _score_pair(pair: Pair, asr: Transcriber | None, texts: dict[str, str], plot_dir: Path | None,
-                notes: list[str]) -> dict:
+def _score_pair(pair: Pair, scorers: Scorers, plot_dir: Path | None, notes: list[str]) -> dict | PendingRow:
     if pair.degraded is None:
         return error_row(pair.name, None, "no degraded file with this relative path")
     try:
@@ -292,7 +374,7 @@ def _score_pair(pair: Pair, asr: Transcriber | None, texts: dict[str, str], plot
         degraded = to_metric_rate(load_audio(pair.degraded, METRIC_RATE).samples, METRIC_RATE)
     except DmcodecError as exc:
         return error_row(pair.name, None, str(exc))
-    text = text_reference(pair.name, reference, asr, texts) if asr is not None else None
+    text = text_reference(pair.name, reference, scorers)
     if plot_dir is not None:
         plot_pair(plot_dir / f"{pair.stem}.png", reference, degraded, pair.name, notes)
-    return score_arrays(pair.name, None, reference, degraded, asr, text)
+    return score_arrays(pair.name, None, reference, degraded, scorers, text)
