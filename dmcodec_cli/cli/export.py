@@ -14,7 +14,7 @@ from ..lm.formats import FORMATS
 from ..lm.labels import Labels, read_labels
 from ..lm.tokens import LAYOUTS
 from ..outputs import check_folder_output
-from .common import console, console_err, print_json
+from .common import JSON_FILE_HELP, JSON_HELP, check_json_file, console, console_err, report_json
 
 
 def export(
@@ -32,18 +32,19 @@ def export(
     shard_size: int = typer.Option(DEFAULT_SHARD_SIZE, help="Utterances per shard."),
     manifest: Optional[Path] = typer.Option(None, help="JSONL with \"id\" and \"text\" / \"speaker\", or a "
                                             "lhotse CutSet: adds those columns."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a folder's content that is not this "
                                    "export's (never an input; only files export wrote are removed)."),
 ) -> None:
     """Turn a code store into token sequences for training a speech LM; run again to resume."""
-    check_folder_output(output, inputs=[store, *([manifest] if manifest else []), *([bpe] if bpe else [])])
+    inputs = [store, *([manifest] if manifest else []), *([bpe] if bpe else [])]
+    check_folder_output(output, inputs=inputs)
+    check_json_file(json_file, inputs, overwrite)
     labels = read_labels(manifest) if manifest else Labels()
     summary = export_store(store, output, fmt, layout, n_q, codebook_offsets, shard_size, labels,
                            RichProgress(console_err), overwrite, bpe)
-    if json_out:
-        print_json(summary.to_dict())
-    else:
+    if not report_json(summary.to_dict(), json_out, json_file):
         console.print(f"{output}: {summary.exported} exported, {summary.skipped} already done, "
                       f"{len(summary.failures)} failed of {summary.total} ({summary.shards} {fmt} shards, "
                       f"{summary.tokens:,} tokens in {summary.wall_seconds:.1f} s)")
@@ -60,18 +61,18 @@ def bpe(
     n_q: Optional[int] = typer.Option(None, "--n-q", help="Codebooks to use (default: all in the store)."),
     merges: int = typer.Option(4096, help="Tokens learned beyond the K x codebook_size codes and BOS / EOS / PAD."),
     chunk_seconds: int = typer.Option(30, help="Train on pieces of this many seconds of codes."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+    json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty folder that holds no "
                                    "tokenizer of dmcodec (never an input)."),
 ) -> None:
     """Train an acoustic BPE tokenizer (codec-bpe) on a store; export with --layout bpe --bpe DIR."""
     check_folder_output(output, inputs=[store])
+    check_json_file(json_file, [store], overwrite)
     tokenizer = train_bpe(store, output, n_q, merges, chunk_seconds, overwrite)
     summary = {"output": str(output), "n_q": tokenizer.n_q, "vocab_size": tokenizer.vocab_size,
                "special_tokens": tokenizer.to_dict()["special_tokens"]}
-    if json_out:
-        print_json(summary)
-    else:
+    if not report_json(summary, json_out, json_file):
         console.print(f"{output}: BPE tokenizer over {tokenizer.n_q} codebooks, {tokenizer.vocab_size:,} tokens")
 
 
