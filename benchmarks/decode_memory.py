@@ -134,7 +134,7 @@ def boundaries(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from dmcodec_cli.checkpoint import load_checkpoint
-    from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
+    from dmcodec_cli.engine.windows import WindowPlan, plan_pieces
     from dmcodec_cli.inference import _decode_frames, encode_samples, iter_decode
     from dmcodec_cli.registry import load_model
 
