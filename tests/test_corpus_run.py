@@ -260,7 +260,8 @@ def test_decode_and_info_of_a_store(reference, capsys, tmp_path, model):
             assert rate == 16000 and len(audio) == store.num_samples[store.index(name)]
             with torch.inference_mode():
                 full = model.decode(torch.from_numpy(store[name].astype(np.int64))[:, None]).view(-1).numpy()
-            np.testing.assert_allclose(audio, np.clip(full[: len(audio)], -1, 1), atol=1 / 32767 + 1e-6)
+            # 16-bit PCM, and the decode engine's bound against model.decode (float rounding)
+            np.testing.assert_allclose(audio, np.clip(full[: len(audio)], -1, 1), atol=1 / 32767 + 1e-4)
         codes = np.concatenate([store[i] for i in range(len(store))], axis=1)
         hours = store.num_samples.sum() / 16000 / 3600
     missing = run_cli(capsys, "decode", reference, "-o", tmp_path / "w2", "--model", MODEL, "--ids", "nope")

@@ -29,8 +29,8 @@ from .windows import Piece, WindowPlan, budget_groups, check_batch_seconds, plan
 #: 16 s with 2 s of context on each side (20 s decoded at once).
 DECODE_WINDOWS = WindowPlan(window_seconds=16.0, context_seconds=2.0)
 #: |windowed - whole| on real speech, at most (samples in [-1, 1]); measured on 100 s by
-#: ``benchmarks/decode_memory.py boundaries``: max 2.3e-7 / RMS 2.0e-8 (dmcodec-mini), max 4.3e-6 / RMS 4.8e-7
-#: (reference small model); with 1 s of context 2.9e-4 for the latter, without any 0.16 / 2.4.
+#: ``benchmarks/decode_memory.py boundaries``: max 2.8e-5 / RMS 3.3e-7 (dmcodec-mini), max 3.6e-6 / RMS 3.2e-7
+#: (reference small model); with 1 s of context 2.7e-4 for both.
 DECODE_MAX_DIFF, DECODE_RMS_DIFF = 1e-4, 1e-5
 
 
