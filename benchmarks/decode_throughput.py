@@ -1,7 +1,7 @@
 """Decoding throughput and peak memory: the decode engine vs a naive one-utterance-at-a-time model.decode loop.
 
     .venv/bin/python benchmarks/decode_throughput.py [--clips DIR] [--corpus-seconds 240] [--long-seconds 120]
-                          [--threads 2] [--modes engine,naive,file] [--repeat 1] [--json FILE]
+                          [--short-seconds 20] [--threads 2] [--modes engine,naive,file,short] [--repeat 1] [--json FILE]
 
 Full-size DM-Codec config with random weights (speed does not depend on the weights or the code values).
 The corpus: the lengths of real 3-20 s clips (taken as ``corpus_throughput.py`` takes them, from --clips),
@@ -11,6 +11,8 @@ its peak RSS is its own; printed as a table and as JSON (--json FILE).
   (b) naive:  for each utterance: its codes from the store, model.decode at batch 1, save_audio
   (c) file:   one code array of --long-seconds through ``decode_file`` (as `dmcodec decode X.npy -o X.wav`:
               windows of 20 s, decoded in batches)
+  (d) short:  one code array of --short-seconds through ``decode_file`` (decoded whole, one sequence), and
+      short-naive: the same through model.decode and save_audio
 It also prints the arithmetic ceiling: the decoder's multiply-adds per second of audio against this machine's
 matrix-product speed, the real-time factor no implementation of the model can pass here.
 """
@@ -95,7 +97,7 @@ def ceiling(threads: int) -> dict:
             "x_real_time": round(peak / gflop, 2)}
 
 
-def measure(mode: str, store: Path, threads: int, long_seconds: float) -> dict:
+def measure(mode: str, store: Path, threads: int, seconds_of: dict[str, float]) -> dict:
     """Runs in a child process: decode ``store`` (or a long code array) one way, report speed and memory."""
     import torch
 
@@ -107,7 +109,7 @@ def measure(mode: str, store: Path, threads: int, long_seconds: float) -> dict:
     torch.set_num_threads(threads)
     model = full_size_model()
     out = Path(tempfile.mkdtemp(prefix=f"bench-decode-{mode}-"))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "engine":
         summary = decode_store(model, store, out / "audio")
         seconds, files = sum(sf_frames(p) for p in summary.written) / RATE, len(summary.written)
@@ -120,13 +122,21 @@ def measure(mode: str, store: Path, threads: int, long_seconds: float) -> dict:
                 save_audio(out / f"{name}.wav", samples, RATE)
                 seconds, files = seconds + len(samples) / RATE, files + 1
     else:
-        frames = int(long_seconds * model.config.frame_rate)
+        frames = int(seconds_of[mode] * model.config.frame_rate)
         codes = np.random.default_rng(1).integers(0, 1024, (8, frames), dtype=np.int16)
         start = time.perf_counter()
-        seconds, files = decode_file(model, codes, out / "long.wav") / RATE, 1
+        if mode == "short-naive":
+            with torch.inference_mode():
+                samples = model.decode(torch.from_numpy(codes.astype(np.int64))[:, None]).view(-1).numpy()
+            save_audio(out / "short.wav", samples, RATE)
+            seconds, files = len(samples) / RATE, 1
+        else:
+            seconds, files = decode_file(model, codes, out / "file.wav") / RATE, 1
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     return {"mode": mode, "files": files, "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
-            "x_real_time": round(seconds / wall, 2), **peak_rss_mb()}
+            "x_real_time": round(seconds / wall, 2), "cpu_seconds": round(cpu, 2),
+            "peak_rss_mb": peak_rss_mb()["peak_rss_mb"]}
 
 
 def sf_frames(path: Path) -> int:
@@ -137,7 +147,7 @@ def sf_frames(path: Path) -> int:
 
 def run_child(mode: str, store: Path, args) -> dict:
     command = [sys.executable, __file__, "--child", mode, "--store", str(store), "--threads", str(args.threads),
-               "--long-seconds", str(args.long_seconds)]
+               "--long-seconds", str(args.long_seconds), "--short-seconds", str(args.short_seconds)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
         raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
@@ -167,13 +177,17 @@ def compare(args) -> None:
                 if mode in modes:
                     results.append(run_child(mode, store, args))
                     print(json.dumps(results[-1]), flush=True)
-        if "file" in modes and args.long_seconds > 0:
-            results.append({**run_child("file", store, args), "mode": f"file {args.long_seconds:g} s"})
+        singles = [("file", "file", args.long_seconds)] if "file" in modes and args.long_seconds > 0 else []
+        if "short" in modes and args.short_seconds > 0:
+            singles += [("short", "short", args.short_seconds), ("short-naive", "short naive", args.short_seconds)]
+        for child, name, seconds in singles:
+            results.append({**run_child(child, store, args), "mode": f"{name} {seconds:g} s"})
             print(json.dumps(results[-1]), flush=True)
     roof = run_child("ceiling", Path("."), args)
-    print(f"\n{'mode':<14}{'audio s':>9}{'wall s':>9}{'x real time':>13}{'peak RSS MB':>13}")
+    print(f"\n{'mode':<18}{'audio s':>9}{'wall s':>9}{'CPU s':>9}{'x real time':>13}{'peak RSS MB':>13}")
     for r in results:
-        print(f"{r['mode']:<14}{r['audio_seconds']:>9}{r['wall_seconds']:>9}{r['x_real_time']:>13}{r['peak_rss_mb']:>13}")
+        print(f"{r['mode']:<18}{r['audio_seconds']:>9}{r['wall_seconds']:>9}{r['cpu_seconds']:>9}{r['x_real_time']:>13}"
+              f"{r['peak_rss_mb']:>13}")
     print(f"ceiling (fp32): {roof['gflop_per_audio_second']} GFLOP per audio second at the matrix-product speed of "
           f"{roof['matmul_gflops']} GFLOP/s = {roof['x_real_time']}x real time at most")
     results.append({**roof, "cpu": cpu_name(), "threads": args.threads})
@@ -194,8 +208,9 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, default=TRAIN_MINI if TRAIN_MINI.is_dir() else SPEECH,
                         help="folder of .wav / .flac clips whose 3-20 s lengths make the corpus")
     parser.add_argument("--long-seconds", type=float, default=120.0, help="0 to skip the long code array")
+    parser.add_argument("--short-seconds", type=float, default=20.0, help="0 to skip the short code array")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--modes", default="engine,naive,file")
+    parser.add_argument("--modes", default="engine,naive,file,short")
     parser.add_argument("--repeat", type=int, default=1, help="runs of (a) and (b), alternated; medians compared")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -204,7 +219,8 @@ def main() -> None:
     if args.child == "ceiling":
         print(json.dumps(ceiling(args.threads)))
     elif args.child:
-        print(json.dumps(measure(args.child, args.store, args.threads, args.long_seconds)))
+        seconds_of = {"file": args.long_seconds, "short": args.short_seconds, "short-naive": args.short_seconds}
+        print(json.dumps(measure(args.child, args.store, args.threads, seconds_of)))
     else:
         compare(args)
 
