@@ -11,9 +11,10 @@ checkout's code with this venv (e.g. ``git archive HEAD | tar -x -C /tmp/before`
 The default --window of boundaries is that of decoding (``DECODE_WINDOWS``).
 
 boundaries: real speech (the test fixture clips, joined end to end to about --seconds) encoded and then
-decoded (by the decode engine) whole and in windows of --window seconds with each context, by the bundled model and the reference
-small model; printed: max and RMS difference between windowed and whole decoding, and the largest
-sample-to-sample jump at the window boundaries against the largest elsewhere (a click would show there).
+decoded by the decode engine whole and in windows of --window seconds with each context, by the bundled
+model and the reference small model; printed: max and RMS difference between windowed and whole decoding,
+and the largest sample-to-sample jump at the window boundaries against the largest elsewhere (a click
+would show there).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Decoding throughput and peak memory: the decode engine vs a naive one-utterance-at-a-time model.decode loop.
 
     .venv/bin/python benchmarks/decode_throughput.py [--clips DIR] [--corpus-seconds 240] [--long-seconds 120]
-                          [--short-seconds 20] [--threads 2] [--modes engine,naive,file,short] [--repeat 1] [--json FILE]
+                          [--short-seconds 20] [--threads 2] [--modes engine,naive,file,short] [--repeat 1]
+                          [--json FILE]
 
 Full-size DM-Codec config with random weights (speed does not depend on the weights or the code values).
 The corpus: the lengths of real 3-20 s clips (taken as ``corpus_throughput.py`` takes them, from --clips),
