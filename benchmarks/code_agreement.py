@@ -29,7 +29,7 @@ def clips(folder: Path) -> list[Path]:
 @torch.inference_mode()
 def agreement(model_spec: str, folder: Path, device: str) -> list[dict]:
     from dmcodec_cli.audio import load_audio
-    from dmcodec_cli.corpus.engine import BatchEncoder, EngineOptions
+    from dmcodec_cli.engine.encoder import BatchEncoder, EngineOptions
     from dmcodec_cli.registry import load_model
 
     model = load_model(model_spec, device)

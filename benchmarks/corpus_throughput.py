@@ -99,7 +99,7 @@ def peak_rss_mb() -> dict:
 
 def multiply_adds_per_frame(model) -> int:
     """Multiply-adds to encode one frame: the encoder's convs, LSTM and last conv, and the quantizer's distances."""
-    from dmcodec_cli.corpus.time_major import TimeMajorEncoder, TimeMajorResidual
+    from dmcodec_cli.engine.time_major import TimeMajorEncoder, TimeMajorResidual
 
     encoder = TimeMajorEncoder(model.encoder)
     total, rows = 0, encoder.hop  # rows per frame at the current conv's output
@@ -109,7 +109,7 @@ def multiply_adds_per_frame(model) -> int:
         else:
             rows //= step.func.stride
             total += rows * step.func.taps.numel()  # taps [kernel / stride, stride * C, O]
-    total += sum(w.numel() for layer in encoder.lstm_params for d in layer for w in d[:2])  # weight_ih, weight_hh
+    total += sum(w.numel() for layer in encoder.lstm.params for d in layer for w in d[:2])  # weight_ih, weight_hh
     total += encoder.last.taps.numel()
     return total + sum(layer._codebook.embed.numel() for layer in model.quantizer.vq.layers)
 
@@ -118,7 +118,7 @@ def matmul_gflops(dtype: str) -> float:
     """The best speed of a large matrix product (2048 x 2048 x 2048) in ``dtype``, GFLOP/s."""
     import torch
 
-    from dmcodec_cli.corpus.engine import DTYPES
+    from dmcodec_cli.engine.encoder import DTYPES
 
     a, b = (torch.randn(2048, 2048, dtype=DTYPES[dtype]) for _ in range(2))
     best = float("inf")
@@ -147,7 +147,7 @@ def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: 
 
     from dmcodec_cli.audio import load_audio
     from dmcodec_cli.codes import save_codes
-    from dmcodec_cli.corpus.engine import EngineOptions
+    from dmcodec_cli.engine.encoder import EngineOptions
     from dmcodec_cli.corpus.inputs import collect_inputs
     from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 

@@ -11,9 +11,10 @@ checkout's code with this venv (e.g. ``git archive HEAD | tar -x -C /tmp/before`
 The default --window of boundaries is that of decoding (``DECODE_WINDOWS``).
 
 boundaries: real speech (the test fixture clips, joined end to end to about --seconds) encoded and then
-decoded whole and in windows of --window seconds with each context, by the bundled model and the reference
-small model; printed: max and RMS difference between windowed and whole decoding, and the largest
-sample-to-sample jump at the window boundaries against the largest elsewhere (a click would show there).
+decoded by the decode engine whole and in windows of --window seconds with each context, by the bundled
+model and the reference small model; printed: max and RMS difference between windowed and whole decoding,
+and the largest sample-to-sample jump at the window boundaries against the largest elsewhere (a click
+would show there).
 """
 
 from __future__ import annotations
@@ -134,8 +135,9 @@ def boundaries(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from dmcodec_cli.checkpoint import load_checkpoint
-    from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces
-    from dmcodec_cli.inference import _decode_frames, encode_samples, iter_decode
+    from dmcodec_cli.engine.windows import WindowPlan, plan_pieces
+    from dmcodec_cli.engine.decoder import BatchDecoder
+    from dmcodec_cli.inference import encode_samples, iter_decode
     from dmcodec_cli.registry import load_model
 
     torch.set_num_threads(args.threads)
@@ -145,7 +147,7 @@ def boundaries(args: argparse.Namespace) -> list[dict]:
     rows = []
     for name, model in models.items():
         codes = encode_samples(model, speech)
-        whole = _decode_frames(model, codes)
+        whole = BatchDecoder(model).decode([codes])[0].numpy()  # the engine's whole decoding, no windows
         for context in [float(c) for c in args.contexts.split(",")]:
             plan = WindowPlan(window_seconds=args.window, context_seconds=context)
             windowed = np.concatenate(list(iter_decode(model, codes, plan)))

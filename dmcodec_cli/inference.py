@@ -1,7 +1,7 @@
 """Encoding and decoding of single signals and files with a loaded model (numpy out).
 
-Encoding goes through the corpus engine, so a long signal is encoded in windows with bounded memory;
-up to ``WindowPlan().whole_seconds`` (32 s) it is the model's own whole-input encoding. ``encode_file``
+Both go through the inference engine (``dmcodec_cli.engine``), so a long signal is encoded in windows
+with bounded memory; up to ``WindowPlan().whole_seconds`` (32 s) it is encoded whole. ``encode_file``
 reads a file block by block as well: an hour-long input is never held whole. Decoding is windowed the
 same way (``iter_decode``), and ``decode_file`` writes the blocks as they come: memory does not grow
 with the length of the codes either.
@@ -17,13 +17,14 @@ import numpy as np
 import torch
 
 from .audio import AudioReader, AudioWriter
-from .corpus.engine import BatchEncoder, EngineOptions
-from .corpus.windows import WindowPlan, plan_pieces, stitch, stream_pieces
+from .engine.decoder import DECODE_MAX_DIFF, DECODE_RMS_DIFF, DECODE_WINDOWS, BatchDecoder, DecodeOptions
+from .engine.device import model_device
+from .engine.encoder import BatchEncoder, EngineOptions
+from .engine.windows import WindowPlan, stitch, stream_pieces
 from .model import DMCodec
 
-
-def model_device(model: DMCodec) -> torch.device:
-    return model.quantizer.vq.layers[0]._codebook.embed.device
+__all__ = ["DECODE_MAX_DIFF", "DECODE_RMS_DIFF", "DECODE_WINDOWS", "decode_codes", "decode_file", "encode_file",
+           "encode_samples", "iter_decode", "model_device"]
 
 
 def _engine(model: DMCodec, n_q: int | None, options: EngineOptions | None) -> BatchEncoder:
@@ -54,40 +55,21 @@ def encode_file(model: DMCodec, reader: AudioReader, n_q: int | None = None, opt
     return stitch(kept).numpy()
 
 
-#: Codes up to 32 s (1600 frames, as for encoding) are decoded whole, as the model does; longer ones in
-#: windows keeping 16 s with 2 s of context on each side: 20 s decoded at once, so that the full-size model
-#: stays within 1.5 GB (its activations take about 27 MB per second decoded at once; 32 s windows: 1.76 GB).
-DECODE_WINDOWS = WindowPlan(window_seconds=16.0, context_seconds=2.0)
-#: |windowed - whole| on real speech, at most (samples in [-1, 1]); measured on 100 s by
-#: ``benchmarks/decode_memory.py boundaries``: max 2.3e-7 / RMS 2.0e-8 (dmcodec-mini), max 4.3e-6 / RMS 4.8e-7
-#: (reference small model); with 1 s of context 2.9e-4 for the latter, without any 0.16 / 2.4.
-DECODE_MAX_DIFF, DECODE_RMS_DIFF = 1e-4, 1e-5
-
-
 def iter_decode(model: DMCodec, codes: np.ndarray, plan: WindowPlan = DECODE_WINDOWS) -> Iterator[np.ndarray]:
     """Codes [K, T] (any integer array, e.g. memory-mapped) -> consecutive blocks of mono samples, float32,
-    joined [T * hop] (codebooks 0..K-1).
+    joined [T * hop] (codebooks 0..K-1), by the decode engine (``engine.decoder.BatchDecoder``).
 
-    Up to ``plan.longest_whole_seconds`` of frames the one block is the model's whole decoding. Longer
-    codes are decoded window by window: each window keeps ``plan.window_seconds`` of frames and decodes
+    Up to ``plan.longest_whole_seconds`` of frames the one block is the whole decoding. Longer codes are
+    decoded window by window: each window keeps ``plan.window_seconds`` of frames and decodes
     ``plan.context_seconds`` more on each side, which are thrown away (the decoder's LSTM is
     unidirectional: the left context lets its state settle, the right one covers the convolutions). With
     ``DECODE_WINDOWS`` the samples differ from whole decoding by at most ``DECODE_MAX_DIFF`` (1e-4; RMS
     ``DECODE_RMS_DIFF``, 1e-5) on real speech, and the windows are joined by a plain cut: the step at a
-    boundary is the signal's own within that bound, so no crossfade is needed. Only one window's codes are
-    converted to int64 and decoded at a time, so memory does not grow with T.
+    boundary is the signal's own within that bound, so no crossfade is needed. Windows are decoded in
+    groups of ``DecodeOptions().batch_seconds`` of audio, and only a group's codes are converted to int64
+    at a time, so memory does not grow with T.
     """
-    hop = model.hop_length
-    for piece in plan_pieces(codes.shape[1] * hop, hop, model.sample_rate, plan):
-        audio = _decode_frames(model, codes[:, piece.start // hop:piece.stop // hop])
-        yield audio[piece.keep_start * hop:piece.keep_stop * hop]
-
-
-@torch.inference_mode()
-def _decode_frames(model: DMCodec, codes: np.ndarray) -> np.ndarray:
-    """Codes [K, t] -> samples [t * hop] float32."""
-    tensor = torch.from_numpy(np.asarray(codes, dtype=np.int64)).to(model_device(model))
-    return model.decode(tensor[:, None]).view(-1).float().cpu().numpy()
+    return BatchDecoder(model, DecodeOptions(windows=plan)).blocks(codes)
 
 
 def decode_codes(model: DMCodec, codes: np.ndarray) -> np.ndarray:
@@ -96,15 +78,16 @@ def decode_codes(model: DMCodec, codes: np.ndarray) -> np.ndarray:
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def decode_file(model: DMCodec, codes: np.ndarray, path: str | os.PathLike, num_samples: int | None = None) -> int:
+def decode_file(model: DMCodec, codes: np.ndarray, path: str | os.PathLike, num_samples: int | None = None,
+                decoder: BatchDecoder | None = None) -> int:
     """Decode codes [K, T] into the audio file ``path`` window by window (``iter_decode``), written as it
-    comes (``AudioWriter``: whole or absent). ``num_samples`` trims to the original length. Returns the
+    comes (``AudioWriter``: whole or absent). ``num_samples`` trims to the original length; windows past it
+    are not decoded. ``decoder``: an engine to reuse across files (default: a new one). Returns the
     samples written.
     """
+    decoder = decoder or BatchDecoder(model)
     limit = codes.shape[1] * model.hop_length if num_samples is None else num_samples
     with AudioWriter(path, model.sample_rate) as writer:
-        for block in iter_decode(model, codes):
+        for block in decoder.blocks(codes, limit):
             writer.write(block[:limit - writer.samples_written])
-            if writer.samples_written >= limit:
-                break
     return writer.samples_written

@@ -72,7 +72,8 @@ def test_decode_of_fewer_codebooks_uses_the_first_ones(tmp_path, capsys, small_m
         expected = small_model.decode(torch.from_numpy(codes.astype(np.int64))[:, None]).view(-1).numpy()
     written, rate = sf.read(tmp_path / "o.wav", dtype="float32")
     assert rate == 16000 and len(written) == 20 * 320
-    np.testing.assert_allclose(written, np.clip(expected, -1, 1), atol=1 / 32767 + 1e-6)  # 16-bit PCM
+    # 16-bit PCM, and the decode engine's float rounding: random codes make signals in the thousands
+    np.testing.assert_allclose(written, np.clip(expected, -1, 1), atol=1 / 32767 + 1e-6 * np.abs(expected).max())
 
 
 def test_convert_gives_a_release_directory_with_the_same_codes(tmp_path, capsys):

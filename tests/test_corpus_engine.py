@@ -13,9 +13,9 @@ import torch
 from conftest import SPEECH
 from dmcodec_cli.audio import AudioReader, load_audio
 from dmcodec_cli.config import CodecConfig
-from dmcodec_cli.corpus.engine import BatchEncoder, EngineOptions
-from dmcodec_cli.corpus.time_major import SlotPlan, TimeMajorEncoder
-from dmcodec_cli.corpus.windows import WindowPlan, plan_pieces, stream_pieces
+from dmcodec_cli.engine.encoder import BatchEncoder, EngineOptions
+from dmcodec_cli.engine.time_major import SlotPlan, TimeMajorEncoder
+from dmcodec_cli.engine.windows import WindowPlan, plan_pieces, stream_pieces
 from dmcodec_cli.inference import encode_file, encode_samples
 from dmcodec_cli.model import DMCodec
 from dmcodec_cli.registry import load_model

@@ -23,13 +23,13 @@ from cli import REPO, run_cli, run_shell
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.corpus import runner
-from dmcodec_cli.corpus.engine import EngineOptions
+from dmcodec_cli.engine.encoder import EngineOptions
 from dmcodec_cli.corpus.inputs import collect_inputs
 from dmcodec_cli.corpus.loader import Loaded, Part, length_batches
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 from dmcodec_cli.inference import encode_samples
 from dmcodec_cli.corpus.store import CodeStore, StoreWriter
-from dmcodec_cli.corpus.windows import Piece, WindowPlan, plan_pieces
+from dmcodec_cli.engine.windows import Piece, WindowPlan, plan_pieces
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.registry import load_model
 
@@ -260,7 +260,8 @@ def test_decode_and_info_of_a_store(reference, capsys, tmp_path, model):
             assert rate == 16000 and len(audio) == store.num_samples[store.index(name)]
             with torch.inference_mode():
                 full = model.decode(torch.from_numpy(store[name].astype(np.int64))[:, None]).view(-1).numpy()
-            np.testing.assert_allclose(audio, np.clip(full[: len(audio)], -1, 1), atol=1 / 32767 + 1e-6)
+            # 16-bit PCM, and the decode engine's bound against model.decode (float rounding)
+            np.testing.assert_allclose(audio, np.clip(full[: len(audio)], -1, 1), atol=1 / 32767 + 1e-4)
         codes = np.concatenate([store[i] for i in range(len(store))], axis=1)
         hours = store.num_samples.sum() / 16000 / 3600
     missing = run_cli(capsys, "decode", reference, "-o", tmp_path / "w2", "--model", MODEL, "--ids", "nope")

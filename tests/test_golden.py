@@ -8,8 +8,8 @@ import torch
 
 from conftest import REFERENCE, golden
 from dmcodec_cli.checkpoint import load_checkpoint
-from dmcodec_cli.corpus.engine import BatchEncoder
-from dmcodec_cli.corpus.time_major import TimeMajorEncoder
+from dmcodec_cli.engine.encoder import BatchEncoder
+from dmcodec_cli.engine.time_major import TimeMajorEncoder
 
 INPUTS = ["a", "b", "c", "len1", "len320", "len321", "len700"]
 TOL = dict(atol=1e-4, rtol=1e-4)

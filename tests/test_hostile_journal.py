@@ -20,7 +20,7 @@ import pytest
 from cli import REPO, run_cli
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.corpus import runner
-from dmcodec_cli.corpus.engine import EngineOptions
+from dmcodec_cli.engine.encoder import EngineOptions
 from dmcodec_cli.corpus.inputs import collect_inputs
 from dmcodec_cli.corpus.lock import StoreLock
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus

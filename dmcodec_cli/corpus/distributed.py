@@ -14,6 +14,9 @@ from typing import Sequence, TypeVar
 
 import torch
 
+from ..errors import DmcodecError
+from ..registry import pick_device
+
 T = TypeVar("T")
 
 
@@ -36,8 +39,6 @@ class Rank:
         """``auto`` under torchrun with GPUs -> this process's own GPU (cuda:LOCAL_RANK)."""
         if name == "auto" and self.launched and torch.cuda.is_available():
             return torch.device(f"cuda:{self.local_rank % torch.cuda.device_count()}")
-        from ..registry import pick_device
-
         return pick_device(name)
 
     def barrier(self) -> None:
@@ -59,8 +60,6 @@ class Rank:
 
 def _environment_int(name: str, default: str | None) -> int:
     """A whole number from the environment (torchrun's variables); ``default`` None: it must be set."""
-    from ..errors import DmcodecError
-
     text = os.environ.get(name, default)
     if text is None:
         raise DmcodecError(f"WORLD_SIZE is set in the environment but {name} is not; start with torchrun, or "
@@ -74,8 +73,6 @@ def _environment_int(name: str, default: str | None) -> int:
 
 def check_shard(num_shards: int, shard_index: int) -> None:
     """Raise DmcodecError unless ``num_shards >= 1`` and ``0 <= shard_index < num_shards``."""
-    from ..errors import DmcodecError
-
     if not num_shards >= 1:
         raise DmcodecError(f"--num-shards must be at least 1 (the number of shares), got {num_shards}")
     if not 0 <= shard_index < num_shards:
@@ -89,9 +86,7 @@ def from_environment(num_shards: int = 1, shard_index: int = 0, timeout_hours: f
     if world > 1:
         rank, local_rank = _environment_int("RANK", None), _environment_int("LOCAL_RANK", "0")
         if not 0 <= rank < world:
-            from ..errors import DmcodecError
-
-            raise DmcodecError(f"RANK={rank} in the environment is not in 0..{world - 1} (WORLD_SIZE={world})")
+                    raise DmcodecError(f"RANK={rank} in the environment is not in 0..{world - 1} (WORLD_SIZE={world})")
         if not torch.distributed.is_initialized():
             # the barrier waits for the slowest rank's whole share: a long timeout
             torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(hours=timeout_hours))

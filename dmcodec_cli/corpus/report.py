@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..audio import save_audio
+from ..engine.decoder import BatchDecoder
+from ..engine.windows import budget_groups
 from ..errors import DmcodecError
 from ..inference import decode_file
 from ..model import DMCodec
@@ -68,6 +73,65 @@ def _target(outdir: Path, name: str, extension: str, ours: bool, overwrite: bool
     return target
 
 
+@dataclass
+class _Job:
+    """One utterance to decode: its codes [n_q, frames], where it goes and its length in samples."""
+
+    name: str
+    target: Path
+    codes: np.ndarray
+    num_samples: int
+
+
+def _fail(summary: DecodeSummary, progress: Quiet, name: str, store: str, reason: str) -> None:
+    summary.failures.append(Failure(name, store, reason))
+    progress.advance(1, 0.0, failed=1)
+
+
+def _jobs(store: CodeStore, source: str, chosen: list[str], target: Callable[[str], Path],
+          summary: DecodeSummary, progress: Quiet) -> Iterator[_Job]:
+    """The chosen utterances, read one at a time; a bad id, a file not ours or unreadable codes is a failure."""
+    for name in chosen:
+        i = store.index(name)
+        try:
+            job = _Job(name, target(name), store[i], int(store.num_samples[i]))
+        except DmcodecError as exc:
+            _fail(summary, progress, name, source, str(exc))
+            continue
+        yield job
+
+
+def _decode_jobs(decoder: BatchDecoder, jobs: Iterable[_Job], source: str, summary: DecodeSummary,
+                 progress: Quiet) -> None:
+    """Decode utterances in batches of ``decoder.options.batch_seconds`` of audio; one too long to decode
+    whole goes alone, window by window (``decode_file``), so memory does not grow with it."""
+    model = decoder.model
+    longest = int(decoder.options.windows.longest_whole_seconds * model.sample_rate) // model.hop_length
+    budget = int(decoder.options.batch_seconds * model.sample_rate) // model.hop_length
+
+    def size(job: _Job) -> int:
+        return job.codes.shape[1] if job.codes.shape[1] <= longest else budget + 1  # a long one alone
+
+    def write(job: _Job, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except DmcodecError as exc:
+            _fail(summary, progress, job.name, source, str(exc))
+        except OSError as exc:
+            _fail(summary, progress, job.name, source, write_error(exc))
+        else:
+            summary.written.append(job.target)
+            progress.advance(1, job.num_samples / model.sample_rate)
+
+    for group in budget_groups(jobs, size, budget):
+        if size(group[0]) > budget:
+            job = group[0]
+            write(job, lambda: decode_file(model, job.codes, job.target, job.num_samples, decoder))
+            continue
+        for job, signal in zip(group, decoder.decode([job.codes for job in group]), strict=True):
+            write(job, lambda: save_audio(job.target, signal[:job.num_samples].numpy(), model.sample_rate))
+
+
 def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathLike, ids: list[str] | None = None,
                  extension: str = ".wav", progress: Quiet = Quiet(), overwrite: bool = False) -> DecodeSummary:
     """Write ``outdir/<id><extension>`` for the listed ids (default: all), trimmed to ``num_samples``.
@@ -96,21 +160,9 @@ def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathL
         chosen = ids or store.ids
         progress.start(len(chosen), "decode")
         try:
-            for name in chosen:
-                i = store.index(name)
-                try:
-                    target = _target(outdir, name, extension, ours, overwrite)
-                    decode_file(model, store[i], target, int(store.num_samples[i]))  # window by window
-                except DmcodecError as exc:
-                    summary.failures.append(Failure(name, str(path), str(exc)))
-                    progress.advance(1, 0.0, failed=1)
-                    continue
-                except OSError as exc:
-                    summary.failures.append(Failure(name, str(path), write_error(exc)))
-                    progress.advance(1, 0.0, failed=1)
-                    continue
-                summary.written.append(target)
-                progress.advance(1, int(store.num_samples[i]) / model.sample_rate)
+            target = functools.partial(_target, outdir, extension=extension, ours=ours, overwrite=overwrite)
+            jobs = _jobs(store, str(path), chosen, target, summary, progress)
+            _decode_jobs(BatchDecoder(model), jobs, str(path), summary, progress)
         finally:
             progress.stop()
     summary.failures_file = write_failures(failures_path, summary.failures)

@@ -17,14 +17,14 @@ from ..model import DMCodec
 from ..outputs import BadId, id_path, is_empty_folder, read_record, write_record
 from ..walk import printable
 from .distributed import Rank
-from .engine import BatchEncoder, EngineOptions
+from ..engine.encoder import BatchEncoder, EngineOptions
 from .inputs import Item
 from .journal import Journal, kill_point
 from .lock import StoreLock
 from .loader import Loaded, length_batches, read_audio
 from .progress import Quiet
 from .store import CodeStore, Entry, StoreMeta, StoreWriter
-from .windows import stitch, stream_pieces
+from ..engine.windows import stitch, stream_pieces
 
 STORE_SUFFIXES = (".h5", ".hdf5")
 
