@@ -24,7 +24,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .config import RANGES, CodecConfig
-from .corpus.engine import DTYPES
+from .engine.encoder import DTYPES
 from .errors import DmcodecError
 
 NPZ_FORMAT = "dmcodec-code-file"

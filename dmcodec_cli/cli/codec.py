@@ -20,7 +20,7 @@ from ..registry import list_models, load_model, pick_device
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
 from ..corpus.store import model_fingerprint
-from ..corpus.windows import WindowPlan
+from ..engine.windows import WindowPlan
 from .common import (DEVICE_HELP, JSON_FILE_HELP, JSON_HELP, MODEL_HELP, check_json_file, check_n_q, console,
                      console_err, report_json)
 from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, store_utterance, wants_corpus

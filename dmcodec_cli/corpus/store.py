@@ -28,7 +28,7 @@ import numpy as np
 
 from ..config import RANGES
 from ..errors import DmcodecError
-from .engine import DTYPES
+from ..engine.encoder import DTYPES
 
 FORMAT = "dmcodec-codes"
 FORMAT_VERSION = 1
