@@ -18,14 +18,24 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _cells(row: dict, prefix: str = "") -> str:
+    """Validation mel error, STOI, PESQ-wb, SI-SDR, mel distance of the live (or ``ema_``) weights."""
+    if prefix + "stoi" not in row:
+        return "| | | | | "
+    return (f"{row[f'{prefix}valid_mel_error'] if prefix else row['valid_mel_error']:.4f} | {row[prefix + 'stoi']:.3f} | "
+            f"{row[prefix + 'pesq_wb']:.3f} | {row[prefix + 'si_sdr']:.2f} | {row[prefix + 'mel_distance']:.3f} ")
+
+
 def print_table(curve: list[dict], shift: int) -> None:
-    print("| step | hours | validation mel error | STOI | PESQ-wb | SI-SDR (dB) | mel distance |")
-    print("|---|---|---|---|---|---|---|")
+    """One row per chunk; rows with a moving average of the weights get a second line for it."""
+    print("| step | hours | weights | validation mel error | STOI | PESQ-wb | SI-SDR (dB) | mel distance |")
+    print("|---|---|---|---|---|---|---|---|")
     hours = 0.0
     for row in curve:
         hours += row.get("chunk_seconds", 0) / 3600
-        print(f"| {row['step'] + shift:,} | {hours:.2f} | {row['valid_mel_error']:.4f} | {row['stoi']:.3f} | "
-              f"{row['pesq_wb']:.3f} | {row['si_sdr']:.2f} | {row['mel_distance']:.3f} |")
+        print(f"| {row['step'] + shift:,} | {hours:.2f} | live | {_cells(row)}|")
+        if "ema_stoi" in row:
+            print(f"| | | average | {_cells(row, 'ema_')}|")
 
 
 def main() -> None:
@@ -57,6 +67,13 @@ def main() -> None:
     bottom.grid(alpha=0.3)
     pesq = bottom.twinx()
     pesq.plot(steps, [r.get("pesq_wb") for r in curve], "s--", color="tab:red", label="PESQ-wb")
+    averaged = [r for r in curve if "ema_stoi" in r]
+    if averaged:  # the moving average of the weights, where the recipe keeps one
+        ema_steps = [r["step"] + shift for r in averaged]
+        bottom.plot(ema_steps, [r["ema_stoi"] for r in averaged], "o:", color="tab:green", label="STOI, average")
+        pesq.plot(ema_steps, [r["ema_pesq_wb"] for r in averaged], "s:", color="tab:purple", label="PESQ-wb, average")
+        bottom.legend(loc="lower left", fontsize=8)
+        pesq.legend(loc="lower right", fontsize=8)
     pesq.set_ylabel("held-out PESQ-wb", color="tab:red")
     bottom.set_xlabel("training step")
     fig.suptitle(f"{args.campaign.name}: {len(curve)} chunks, "
