@@ -29,7 +29,6 @@ class CodeDataset(Dataset):
             self.spec = TokenSpec.for_store(store.meta, layout, n_q, codebook_offsets)
             self.ids: list[str] = list(store.ids)
             self.num_frames: np.ndarray = np.diff(store.offsets)  #: int64 [N]
-        self._index = {name: i for i, name in enumerate(self.ids)}
         self._store: CodeStore | None = None
         self._pid: int | None = None
 
@@ -41,23 +40,15 @@ class CodeDataset(Dataset):
         """Tokens along the sequence axis of each item, in index order."""
         return [self.spec.length(int(t)) for t in self.num_frames]
 
-    def index(self, key: int | str) -> int:
-        if isinstance(key, str):
-            if key not in self._index:
-                raise KeyError(f"{self.path}: no utterance {key!r}")
-            return self._index[key]
-        if not -len(self) <= key < len(self):
-            raise IndexError(f"{self.path}: index {key} out of range ({len(self)} utterances)")
-        return int(key) % len(self)
-
     def _opened(self) -> CodeStore:
         if self._store is None or self._pid != os.getpid():
             self._store, self._pid = CodeStore(self.path), os.getpid()  # a forked worker's own handle
         return self._store
 
     def __getitem__(self, key: int | str) -> dict:
-        i = self.index(key)
-        tokens = self.spec.encode(self._opened()[i])
+        store = self._opened()
+        i = store.index(key)  # an id or a (negative) position, checked as the store checks it
+        tokens = self.spec.encode(store[i])
         return {"id": self.ids[i], "tokens": torch.from_numpy(tokens.astype(np.int64)),
                 "num_frames": int(self.num_frames[i])}
 
