@@ -21,8 +21,8 @@ import torch
 
 from .audio import AudioReader, load_audio, resample, validate_samples
 from .codes import EncodedAudio, check_codes, check_encoded
-from .engine.encoder import BatchEncoder, EngineOptions
 from .corpus.store import model_fingerprint
+from .engine.encoder import BatchEncoder, EngineOptions
 from .errors import DmcodecError
 from .inference import decode_codes, encode_file, encode_samples
 from .model import DMCodec

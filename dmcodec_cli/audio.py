@@ -168,7 +168,8 @@ class AudioReader:
         its one-shot resampler does; tested), so a long file need never be held whole.
         """
         source_rate, rate = self.format.source_rate, self.format.sample_rate
-        stream = soxr.ResampleStream(source_rate, rate, 1, dtype="float32", quality="HQ") if source_rate != rate else None
+        stream = (soxr.ResampleStream(source_rate, rate, 1, dtype="float32", quality="HQ")
+                  if source_rate != rate else None)
         frames = max(1, int(seconds * source_rate))
         while True:
             data = self._next(frames)

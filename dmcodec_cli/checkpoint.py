@@ -12,8 +12,6 @@ import json
 import os
 import pickle
 import re
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -187,8 +185,8 @@ def _infer_config(state: dict[str, Tensor], path: str) -> CodecConfig:
     codebooks = _indices(state, r"quantizer\.vq\.layers\.(\d+)\..*")
     if not lstm or not codebooks:
         raise DmcodecError(f"{path}: not a DM-Codec checkpoint (no encoder LSTM or no codebooks found)")
-    codebook_size = _size(state, f"quantizer.vq.layers.{codebooks[0]}._codebook.", ("embed", "embed_avg", "cluster_size"),
-                          path)
+    codebook_size = _size(state, f"quantizer.vq.layers.{codebooks[0]}._codebook.",
+                          ("embed", "embed_avg", "cluster_size"), path)
     has_transform = "transform.weight" in state or "transform.bias" in state
     semantic = _size(state, "transform.", ("weight", "bias"), path) if has_transform else dimension
     try:

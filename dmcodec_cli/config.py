@@ -11,7 +11,6 @@ from typing import Any
 
 from .errors import DmcodecError
 
-
 #: Allowed ranges of the integer fields: wide enough for any model that can be meant, narrow enough that a
 #: config is refused with a line before anything is allocated. Codes are int16 in code files and stores,
 #: so a codebook holds at most 32768 codes (values 0..32767).
@@ -263,7 +262,8 @@ class CodecConfig:
         except OSError as exc:
             raise DmcodecError(f"{path}: cannot read codec config ({exc.strerror or exc})") from None
         except UnicodeDecodeError as exc:
-            raise DmcodecError(f"{path}: a codec config must be UTF-8 JSON text (byte {exc.start} is not UTF-8)") from None
+            raise DmcodecError(f"{path}: a codec config must be UTF-8 JSON text "
+                               f"(byte {exc.start} is not UTF-8)") from None
         except (json.JSONDecodeError, RecursionError) as exc:
             raise DmcodecError(f"{path}: not valid JSON ({exc}); a codec config is one JSON object") from None
         return cls.from_dict(data, str(path))

@@ -21,7 +21,8 @@ def nearest_code(x: Tensor, embed: Tensor) -> Tensor:
     embed_t = embed.t()
     # -(|x|^2 - 2 x.e + |e|^2) in place: (-2 x.e + |x|^2) + |e|^2 rounds exactly as the original's
     # (|x|^2 - 2 x.e) + |e|^2 (negation is exact), and its first minimum is the original's first maximum
-    distance = torch.mm(x, embed_t).mul_(-2).add_(x.pow(2).sum(1, keepdim=True)).add_(embed_t.pow(2).sum(0, keepdim=True))
+    distance = (torch.mm(x, embed_t).mul_(-2)
+                .add_(x.pow(2).sum(1, keepdim=True)).add_(embed_t.pow(2).sum(0, keepdim=True)))
     return distance.argmin(dim=-1)
 
 

@@ -10,19 +10,36 @@ from rich.table import Table
 
 from ..audio import AudioReader
 from ..checkpoint import CONFIG_NAME, RELEASE_FORMAT, WEIGHTS_NAME, load_checkpoint, save_release
-from ..codes import (EncodedAudio, check_encoded, check_num_samples, is_code_file, load_codes, load_encoded, save_codes,
-                     save_encoded)
+from ..codes import (
+    EncodedAudio,
+    check_encoded,
+    check_num_samples,
+    is_code_file,
+    load_codes,
+    load_encoded,
+    save_codes,
+    save_encoded,
+)
 from ..config import CodecConfig
-from ..errors import DmcodecError
-from ..inference import decode_file, encode_file
-from ..outputs import AUDIO_OUT_SUFFIXES, CODE_SUFFIXES, check_file_output, check_folder_output, refuse_inputs
-from ..registry import list_models, load_model, pick_device
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
 from ..corpus.store import model_fingerprint
 from ..engine.windows import WindowPlan
-from .common import (DEVICE_HELP, JSON_FILE_HELP, JSON_HELP, MODEL_HELP, check_json_file, check_n_q, console,
-                     console_err, report_json)
+from ..errors import DmcodecError
+from ..inference import decode_file, encode_file
+from ..outputs import AUDIO_OUT_SUFFIXES, CODE_SUFFIXES, check_file_output, check_folder_output, refuse_inputs
+from ..registry import list_models, load_model, pick_device
+from .common import (
+    DEVICE_HELP,
+    JSON_FILE_HELP,
+    JSON_HELP,
+    MODEL_HELP,
+    check_json_file,
+    check_n_q,
+    console,
+    console_err,
+    report_json,
+)
 from .corpus import CorpusArgs, decode_corpus, drop_decoder, encode_corpus, info_store, store_utterance, wants_corpus
 
 OVERWRITE_HELP = ("Replace existing outputs that dmcodec did not write (never an input of the command; a folder "
@@ -48,8 +65,8 @@ def encode(
                                              "(default: all audio).", rich_help_panel=CORPUS),
     batch_seconds: float = typer.Option(240.0, help="Audio seconds per batch.", rich_help_panel=CORPUS),
     workers: int = typer.Option(1, help="Audio reading worker processes (0: none).", rich_help_panel=CORPUS),
-    whole_seconds: float = typer.Option(WindowPlan.whole_seconds, help="Inputs up to this long are encoded whole; longer ones "
-                                        "in windows ...", rich_help_panel=CORPUS),
+    whole_seconds: float = typer.Option(WindowPlan.whole_seconds, help="Inputs up to this long are encoded whole; "
+                                        "longer ones in windows ...", rich_help_panel=CORPUS),
     window_seconds: float = typer.Option(WindowPlan.window_seconds, help="... keeping this many seconds each ...",
                                          rich_help_panel=CORPUS),
     context_seconds: float = typer.Option(WindowPlan.context_seconds, help="... with this much context on each side.",
@@ -202,7 +219,8 @@ def models(
 def convert(
     checkpoint: Path = typer.Argument(..., help="Official .pt state dict, trainer package or .safetensors."),
     output: Path = typer.Option(..., "-o", "--output", help="Release directory to write."),
-    config: Optional[Path] = typer.Option(None, help="config.json of the checkpoint (default: beside it, else inferred)."),
+    config: Optional[Path] = typer.Option(None, help="config.json of the checkpoint (default: beside it, else "
+                                          "inferred)."),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
     inference_only: bool = typer.Option(False, "--inference-only",
                                         help="Leave out the codebooks' EMA statistics (training-only)."),

@@ -14,19 +14,25 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..codes import EncodedAudio
 from ..corpus.distributed import from_environment
-from ..engine.encoder import EngineOptions
 from ..corpus.inputs import Item, collect_inputs, is_manifest, parse_extensions
 from ..corpus.lock import store_lock
 from ..corpus.progress import RichProgress
 from ..corpus.report import decode_store, store_summary
 from ..corpus.runner import RunOptions, check_failures_file, is_store_path, tokenize_corpus
 from ..corpus.store import CodeStore, merge_stores, read_meta
+from ..engine.encoder import EngineOptions
 from ..engine.windows import WindowPlan
-from ..codes import EncodedAudio
 from ..errors import DmcodecError
-from ..outputs import (STORE_SUFFIXES, check_file_output, check_folder_output, check_name_lengths, check_writable,
-                       refuse_inputs)
+from ..outputs import (
+    STORE_SUFFIXES,
+    check_file_output,
+    check_folder_output,
+    check_name_lengths,
+    check_writable,
+    refuse_inputs,
+)
 from ..registry import load_model, pick_device
 from .common import JSON_FILE_HELP, JSON_HELP, check_json_file, check_n_q, console, console_err, report_json
 

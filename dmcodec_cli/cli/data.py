@@ -110,7 +110,8 @@ def extract(
     json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Extract teacher features (SM and / or LM) of every segment into an HDF5 file, aligned to 50 Hz frames."""
-    from ..data.extract import ExtractOptions, extract as run_extract, read_transcripts
+    from ..data.extract import ExtractOptions, read_transcripts
+    from ..data.extract import extract as run_extract
     from ..data.teachers import parse_layer
     from ..registry import pick_device
 

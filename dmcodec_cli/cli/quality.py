@@ -12,8 +12,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import DmcodecError
-from ..outputs import (BadId, check_folder_output, check_writable, id_path, is_empty_folder, read_record,
-                       refuse_inputs, write_record)
+from ..outputs import (
+    BadId,
+    check_folder_output,
+    check_writable,
+    id_path,
+    is_empty_folder,
+    read_record,
+    refuse_inputs,
+    write_record,
+)
 from ..quality.metrics import METRIC_RATE
 from ..quality.report import print_report
 from ..quality.roundtrip import parse_n_q, roundtrip_files

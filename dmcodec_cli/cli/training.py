@@ -38,15 +38,22 @@ def train(
     output: Path = typer.Option(..., "-o", "--output", help="Experiment folder (checkpoints, metrics, tensorboard, "
                                 "best/, last/)."),
     features: Optional[Path] = typer.Option(None, "--features", help="Teacher features (HDF5) from `dmcodec extract`."),
-    teacher: Optional[str] = typer.Option(None, "--teacher", help="combined, lm, sm or none (default: recipe, else combined)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="lambda_SM,lambda_LM of the combined teacher (default 0.5,0.5)."),
-    lm_layers: Optional[str] = typer.Option(None, "--lm-layers", help="Quantizers distilled from the LM: 1, 8, 1:8 (sum) or 1,3."),
-    sm_layers: Optional[str] = typer.Option(None, "--sm-layers", help="Quantizers distilled from the SM (default 1:8, the sum)."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="combined, lm, sm or none (default: recipe, "
+                                         "else combined)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="lambda_SM,lambda_LM of the combined teacher "
+                                         "(default 0.5,0.5)."),
+    lm_layers: Optional[str] = typer.Option(None, "--lm-layers", help="Quantizers distilled from the LM: 1, 8, "
+                                           "1:8 (sum) or 1,3."),
+    sm_layers: Optional[str] = typer.Option(None, "--sm-layers", help="Quantizers distilled from the SM "
+                                           "(default 1:8, the sum)."),
     distill_loss: Optional[str] = typer.Option(None, "--distill-loss", help="d_axis (the paper's) or t_axis."),
-    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune from a model: release folder, official .pt or hub id."),
+    init: Optional[str] = typer.Option(None, "--init", help="Fine-tune from a model: release folder, official .pt "
+                                      "or hub id."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output from its last checkpoint."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps (default: the recipe's epochs)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size (default: the recipe's)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many steps (default: the "
+                                           "recipe's epochs)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per-process batch size (default: the "
+                                            "recipe's)."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers", help="Data-loading worker processes."),
     device: str = typer.Option("auto", "--device", help="auto (the GPUs when there are, else the CPU), cpu or cuda "
                                "(which GPUs: CUDA_VISIBLE_DEVICES or accelerate launch)."),

@@ -12,19 +12,19 @@ import torch
 
 from ..atomic import write_text_atomic
 from ..codes import save_codes
+from ..engine.encoder import BatchEncoder, EngineOptions
+from ..engine.windows import stitch, stream_pieces
 from ..errors import DmcodecError
 from ..model import DMCodec
 from ..outputs import BadId, id_path, is_empty_folder, read_record, write_record
 from ..walk import printable
 from .distributed import Rank
-from ..engine.encoder import BatchEncoder, EngineOptions
 from .inputs import Item
 from .journal import Journal, kill_point
-from .lock import StoreLock
 from .loader import Loaded, length_batches, read_audio
+from .lock import StoreLock
 from .progress import Quiet
 from .store import CodeStore, Entry, StoreMeta, StoreWriter
-from ..engine.windows import stitch, stream_pieces
 
 STORE_SUFFIXES = (".h5", ".hdf5")
 
@@ -259,8 +259,8 @@ def write_failures(path: Path, failures: list[Failure]) -> str | None:
 # -- the run ---------------------------------------------------------------------------------------
 
 def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[tuple[Loaded, torch.Tensor | str]]:
-    """The kept codes of each item's piece, or why it has none: unreadable, or failed alone (a failing batch, e.g. out of
-    memory, is retried one item at a time)."""
+    """The kept codes of each item's piece, or why it has none: unreadable, or failed alone (a failing batch, e.g.
+    out of memory, is retried one item at a time)."""
     if batch[0].samples is None:  # unreadable items come as batches of one
         return [(batch[0], batch[0].error)]
     try:

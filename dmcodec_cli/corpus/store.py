@@ -27,8 +27,8 @@ import h5py
 import numpy as np
 
 from ..config import RANGES
-from ..errors import DmcodecError
 from ..engine.encoder import DTYPES
+from ..errors import DmcodecError
 
 FORMAT = "dmcodec-codes"
 FORMAT_VERSION = 1

@@ -154,6 +154,7 @@ def align_ctc(token_features: np.ndarray, token_word: Sequence[int], spans: Sequ
         length, count = span[1] - span[0], len(tokens)
         for frame in range(start, end):
             j = frame - span[0]
-            covering = [tokens[k] for k in range(count) if k * length < (j + 1) * count and (k + 1) * length > j * count]
+            covering = [tokens[k] for k in range(count)
+                        if k * length < (j + 1) * count and (k + 1) * length > j * count]
             out[frame] = token_features[covering].mean(axis=0)
     return out

@@ -251,7 +251,8 @@ def _lm_features(segments: list[Segment], audio: torch.Tensor, frames: int, teac
     """Texts (known, else ASR) and LM features [frames, D] aligned with the chosen rule, per segment."""
     lm, stt = teachers["lm"], teachers.get("stt")
     known = [_known_text(segment, options) for segment in segments]
-    log_probs = stt.log_probs(audio, frames) if stt is not None and (options.lm_align == "ctc" or None in known) else None
+    wants_ctc = stt is not None and (options.lm_align == "ctc" or None in known)
+    log_probs = stt.log_probs(audio, frames) if wants_ctc else None
     words, spans = [], []
     for index, text in enumerate(known):
         if text is not None:

@@ -84,7 +84,8 @@ class FeatureWriter:
             return
         found = {key: _attr(self.file[spec.name].attrs.get(key)) for key in wanted}
         if found != wanted:
-            changed = ", ".join(f"{key} {found[key]!r} -> {wanted[key]!r}" for key in wanted if found[key] != wanted[key])
+            changed = ", ".join(f"{key} {found[key]!r} -> {wanted[key]!r}"
+                                for key in wanted if found[key] != wanted[key])
             raise DmcodecError(f"{self.path}: group {spec.name!r} was written with other settings ({changed}); "
                                "use another output file, or --overwrite to start it again")
 

@@ -38,7 +38,8 @@ def _segment_from(obj: object, where: str) -> Segment:
         raise DmcodecError(f"{where}: expected a JSON object per line")
     missing = [name for name in FIELDS if name not in obj]
     if missing:
-        raise DmcodecError(f"{where}: missing field(s) {', '.join(missing)}; a dmcodec manifest has {', '.join(FIELDS)}")
+        raise DmcodecError(f"{where}: missing field(s) {', '.join(missing)}; "
+                           f"a dmcodec manifest has {', '.join(FIELDS)}")
     segment = Segment(**{name: obj[name] for name in FIELDS})
     if "/" in segment.id or not segment.id:
         raise DmcodecError(f"{where}: segment id {segment.id!r} is empty or contains '/'")

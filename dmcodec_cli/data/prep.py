@@ -125,7 +125,9 @@ def _check_unique(utterances: list[Utterance]) -> None:
 
 def _split_by(utterances: list[Utterance]) -> str:
     known = sum(utt.speaker is not None for utt in utterances)
-    return "speaker" if known == len(utterances) else "utterance" if known == 0 else "speaker where known, else utterance"
+    if known == len(utterances):
+        return "speaker"
+    return "utterance" if known == 0 else "speaker where known, else utterance"
 
 
 def _inside(source: str, folder: Path) -> bool:

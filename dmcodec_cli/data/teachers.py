@@ -218,7 +218,8 @@ class TextEncoderTeacher:
                                return_tensors="pt")
         return self._run(dict(batch), layer)[:, :frames].numpy()
 
-    def word_features(self, words_per_text: Sequence[Sequence[str]], layer: Layer) -> list[tuple[np.ndarray, np.ndarray]]:
+    def word_features(self, words_per_text: Sequence[Sequence[str]],
+                      layer: Layer) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text, (token features [N, D], word index per token [N]) of its word tokens, special tokens left
         out. A text longer than the window is encoded in consecutive windows of whole words, each with its own
         special tokens (a single word longer than a window is truncated)."""

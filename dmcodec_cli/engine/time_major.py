@@ -23,8 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..modules import (LSTMBlock, PaddedConv1d, PaddedConvTranspose1d, ResidualBlock, SEANetDecoder, SEANetEncoder,
-                       conv_padding)
+from ..modules import (
+    LSTMBlock,
+    PaddedConv1d,
+    PaddedConvTranspose1d,
+    ResidualBlock,
+    SEANetDecoder,
+    SEANetEncoder,
+    conv_padding,
+)
 
 
 def pad_time(x: Tensor, left: int, right: int) -> Tensor:

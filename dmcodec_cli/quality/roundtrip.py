@@ -15,8 +15,19 @@ from . import plots
 from .dnsmos import dnsmos
 from .metrics import DNSMOS_METRICS, METRIC_RATE, METRICS, TEXT_METRICS, Missing, log_mel_module, to_metric_rate
 from .report import levels as report_levels
-from .scoring import (Journal, Pair, PendingRow, Progress, Scorers, audio_files, error_row, metrics_row, plot_pair,
-                      score_arrays, text_reference)
+from .scoring import (
+    Journal,
+    Pair,
+    PendingRow,
+    Progress,
+    Scorers,
+    audio_files,
+    error_row,
+    metrics_row,
+    plot_pair,
+    score_arrays,
+    text_reference,
+)
 
 #: What a decoded code store has without its audio: everything but the reference-free DNSMOS.
 REFERENCE_METRICS = tuple(name for name in METRICS if name not in DNSMOS_METRICS)

@@ -24,8 +24,21 @@ from ..walk import Found, has_extension, printable, walk_files
 from . import plots
 from .asr import Transcriber, normalize_text
 from .dnsmos import dnsmos
-from .metrics import (METRIC_RATE, METRICS, NO_ASR, SKIPPED, TEXT_METRICS, MetricValue, Missing, length_mismatch,
-                      log_mel_module, signal_metrics, to_metric_rate, wer, wil)
+from .metrics import (
+    METRIC_RATE,
+    METRICS,
+    NO_ASR,
+    SKIPPED,
+    TEXT_METRICS,
+    MetricValue,
+    Missing,
+    length_mismatch,
+    log_mel_module,
+    signal_metrics,
+    to_metric_rate,
+    wer,
+    wil,
+)
 from .report import corpus_text_metrics, summarize, summarize_by_n_q
 from .speaker import SpeakerSimilarity
 from .visqol import VisqolWorkers

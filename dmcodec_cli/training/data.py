@@ -42,8 +42,8 @@ def load_segments(manifest: str | os.PathLike, split: str) -> tuple[list[Segment
     root = manifest.resolve().parent
     missing = [s for s in segments if not s.audio_path(root).is_file()]
     if missing:
-        raise DmcodecError(f"{manifest}: {len(missing)} segment file(s) not found (e.g. {missing[0].audio_path(root)}); "
-                           "run `dmcodec prep` again or fix the paths")
+        raise DmcodecError(f"{manifest}: {len(missing)} segment file(s) not found "
+                           f"(e.g. {missing[0].audio_path(root)}); run `dmcodec prep` again or fix the paths")
     return segments, root
 
 

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from ..atomic import write_text_atomic
 
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop records after ``step`` (the lost tail of an interrupted run, before resuming from ``step``)."""
     if not path.is_file():

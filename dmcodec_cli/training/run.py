@@ -20,8 +20,16 @@ from . import state as saved
 from .config import TrainOptions
 from .data import BatchOrder, SegmentDataset, StepSampler, check_features, collate, load_segments
 from .monitor import Monitor, truncate_metrics
-from .trainer import (Trainer, build_trainer, ema_weights, load_state_dict, make_accelerator, state_dict, train_step,
-                      validate)
+from .trainer import (
+    Trainer,
+    build_trainer,
+    ema_weights,
+    load_state_dict,
+    make_accelerator,
+    state_dict,
+    train_step,
+    validate,
+)
 
 #: Options that may change between a run and its resumption (they do not change the trajectory).
 #: ``ema_decay`` only changes what is exported beside the run (the average starts where it is switched on).

@@ -32,7 +32,8 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints in ``directory``, oldest first."""
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and (p / "state.pt").is_file()]
+    found = [(int(m.group(1)), p) for p in directory.iterdir()
+             if (m := _NAME.match(p.name)) and (p / "state.pt").is_file()]
     return sorted(found)
 
 

@@ -21,8 +21,13 @@ from ..model import CodecOutput, DMCodec
 from .config import TrainOptions
 from .data import Batch
 from .discriminators import Discriminators
-from .losses import (MultiScaleMelLoss, discriminator_loss, distill_loss, feature_matching_loss,
-                     generator_adversarial_loss)
+from .losses import (
+    MultiScaleMelLoss,
+    discriminator_loss,
+    distill_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+)
 
 
 class DistillCodec(nn.Module):
