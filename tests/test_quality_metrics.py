@@ -158,12 +158,3 @@ def test_summary_statistics_match_scipy():
     assert summarize(rows)["stoi"]["n"] == 1
 
 
-def test_t_quantile_fallback_without_scipy(monkeypatch):
-    from scipy import stats
-
-    from dmcodec_cli.quality.report import t_quantile_975
-
-    dofs = list(range(1, 80)) + [200, 1000]
-    expected = [stats.t.ppf(0.975, dof) for dof in dofs]
-    monkeypatch.setitem(sys.modules, "scipy.stats", None)
-    assert [t_quantile_975(dof) for dof in dofs] == pytest.approx(expected, abs=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -117,6 +118,9 @@ def extract(
 
     if split not in ("all", "train", "valid"):
         raise DmcodecError(f"--split must be all, train or valid, got {split!r}")
+    if (sm or stt or lm) and importlib.util.find_spec("transformers") is None:
+        raise DmcodecError("extract runs its teachers with transformers, which is not installed: "
+                           "pip install 'dmcodec[data]'")
     options = ExtractOptions(sm=sm, sm_layer=parse_layer(sm_layer), stt=stt, lm=lm, lm_layer=parse_layer(lm_layer),
                              lm_align=lm_align, transcripts=read_transcripts(transcripts) if transcripts else None,
                              use_manifest_text=not ignore_manifest_text, batch_size=batch_size, dtype=dtype,
