@@ -1,6 +1,6 @@
 """Export speed (tokens per second) and size on disk per hour of audio, for each format of ``dmcodec export``.
 
-    .venv/bin/dmcodec encode /work/shared/data/train-mini -o /tmp/train-mini.h5 --model dmcodec-mini
+    .venv/bin/dmcodec encode ../shared/data/train-mini -o /tmp/train-mini.h5 --model dmcodec-mini
     .venv/bin/python benchmarks/export_formats.py /tmp/train-mini.h5 [--layouts flat,delay,parallel] [--repeat 3]
 
 Every format and layout is exported in this one run, each ``--repeat`` times into a fresh folder (the
