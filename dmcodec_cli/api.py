@@ -28,7 +28,7 @@ from .inference import decode_codes, encode_file, encode_samples
 from .model import DMCodec
 from .registry import load_model, pick_device
 
-#: A path to an audio file, or samples: [L] mono, or [L, C] / [C, T] channels (the shorter axis).
+#: A path to an audio file, or samples: [L] mono, or [L, C] / [C, L] with the channels on the shorter axis.
 AudioInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
 
