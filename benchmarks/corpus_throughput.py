@@ -219,6 +219,11 @@ def compare(args) -> None:
     print(f"ceiling ({args.dtype}): {roof['gflop_per_audio_second']} GFLOP per audio second at the matrix-product "
           f"speed of {roof['matmul_gflops']} GFLOP/s = {roof['x_real_time']}x real time at most")
     results.append(roof)
+    compare_engine_and_naive(results, roof, args.json)
+
+
+def compare_engine_and_naive(results: list[dict], roof: dict, json_path: Path | None) -> None:
+    """Print the medians of the engine and naive runs against each other and the ceiling; save the results."""
     speeds = {mode: sorted(r["x_real_time"] for r in results if r["mode"] == mode) for mode in ("engine", "naive")}
     if speeds["engine"] and speeds["naive"]:
         engine, naive = (statistics.median(speeds[mode]) for mode in ("engine", "naive"))
@@ -227,8 +232,8 @@ def compare(args) -> None:
         print(f"  of the ceiling: engine {engine / roof['x_real_time']:.0%}, naive {naive / roof['x_real_time']:.0%}; "
               f"2x naive would be {2 * naive / roof['x_real_time']:.0%}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def main() -> None:

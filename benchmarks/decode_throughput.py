@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus_throughput import REPO, SPEECH, TRAIN_MINI, make_corpus, matmul_gflops, peak_rss_mb
+from corpus_throughput import (REPO, SPEECH, TRAIN_MINI, compare_engine_and_naive, make_corpus, matmul_gflops,
+                               peak_rss_mb)
 
 RATE, HOP = 16000, 320
 
@@ -192,15 +192,7 @@ def compare(args) -> None:
     print(f"ceiling (fp32): {roof['gflop_per_audio_second']} GFLOP per audio second at the matrix-product speed of "
           f"{roof['matmul_gflops']} GFLOP/s = {roof['x_real_time']}x real time at most")
     results.append({**roof, "cpu": cpu_name(), "threads": args.threads})
-    speeds = {mode: sorted(r["x_real_time"] for r in results if r["mode"] == mode) for mode in ("engine", "naive")}
-    if speeds["engine"] and speeds["naive"]:
-        engine, naive = (statistics.median(speeds[mode]) for mode in ("engine", "naive"))
-        print(f"engine / naive speed (medians of {len(speeds['engine'])}): {engine:.2f}x / {naive:.2f}x = "
-              f"{engine / naive:.2f}x; of the ceiling: engine {engine / roof['x_real_time']:.0%}, "
-              f"naive {naive / roof['x_real_time']:.0%}")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    compare_engine_and_naive(results, roof, args.json)
 
 
 def main() -> None:
