@@ -14,8 +14,7 @@ import soundfile as sf
 import soxr
 
 from .atomic import atomic_path
-from .errors import DmcodecError
-from .walk import printable
+from .errors import DmcodecError, printable
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
 WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}  #: extensions audio is written as

@@ -24,7 +24,7 @@ from conftest import REFERENCE, SPEECH
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.corpus import runner
 from dmcodec_cli.engine.encoder import EngineOptions
-from dmcodec_cli.corpus.inputs import collect_inputs
+from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.corpus.loader import Loaded, Part, length_batches
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 from dmcodec_cli.inference import encode_samples

@@ -16,13 +16,14 @@ import torch
 
 from cli import run_cli, run_shell
 from dmcodec_cli.data.align import align_ctc, align_pad, forced_word_spans, greedy_word_spans
-from dmcodec_cli.data.extract import ExtractOptions, extract, read_transcripts
+from dmcodec_cli.data.extract import ExtractOptions, extract
 from dmcodec_cli.data.features import FeatureReader
-from dmcodec_cli.data.manifest import Segment, read_manifest, write_manifest
+from dmcodec_cli.data.manifest import Segment, read_segments, write_segments
 from dmcodec_cli.data.prep import PrepOptions, prepare
 from dmcodec_cli.data.sources import local_source
 from dmcodec_cli.data.teachers import CtcTranscriber
 from dmcodec_cli.errors import DmcodecError
+from dmcodec_cli.inputs import read_transcripts
 from tiny_teachers import ctc_vocab, make_tiny_bert, make_tiny_teachers
 
 SR = 16000
@@ -54,13 +55,13 @@ def full_run(tmp_path_factory, manifest, teachers):
 
 
 def _audio(manifest, segment_id: str) -> np.ndarray:
-    segment = next(s for s in read_manifest(manifest) if s.id == segment_id)
+    segment = next(s for s in read_segments(manifest) if s.id == segment_id)
     return sf.read(manifest.parent / segment.path, dtype="float32")[0]
 
 
 def test_feature_shapes_equal_the_codec_frame_count(full_run, manifest, small_model):
     out, report = full_run
-    segments = read_manifest(manifest)
+    segments = read_segments(manifest)
     assert report.failures == [] and report.computed == {"sm": len(segments), "lm": len(segments)}
     with FeatureReader(out) as store:
         assert store.groups == ["sm", "lm"] and store.ids() == sorted(s.id for s in segments)
@@ -90,7 +91,7 @@ def test_sm_avg_is_the_mean_of_hidden_states_and_layers_select(full_run, manifes
 
     out, _ = full_run
     model = HubertModel.from_pretrained(teachers["sm"]).eval()
-    segment_id = read_manifest(manifest)[1].id
+    segment_id = read_segments(manifest)[1].id
     audio = torch.from_numpy(_audio(manifest, segment_id))[None]
     frames = math.ceil(audio.shape[1] / 320)
     padded = torch.nn.functional.pad(audio, (0, (frames - 1) * 320 + 400 - audio.shape[1]))
@@ -177,7 +178,7 @@ def _one_segment_manifest(tmp_path, speech_dir, text=None) -> tuple:
     audio = sf.read(speech_dir / "vctk_p225_003.wav", dtype="float32")[0][:16160]
     sf.write(tmp_path / "seg.flac", audio, SR)
     manifest = tmp_path / "manifest.jsonl"
-    write_manifest(manifest, [Segment("seg", "seg.flac", "test", 0.0, 1.01, None, text, "train")])
+    write_segments(manifest, [Segment("seg", "seg.flac", "test", 0.0, 1.01, None, text, "train")])
     return manifest, 51
 
 
@@ -271,7 +272,7 @@ def test_missing_teachers_and_texts_are_clear_errors(tmp_path, speech_dir, teach
 
 def test_interrupted_run_resumes_to_the_same_features(full_run, manifest, teachers, tmp_path):
     options = ExtractOptions(sm=teachers["sm"], stt=teachers["stt"], lm=teachers["lm"], dtype="float32", batch_size=4)
-    total = len(read_manifest(manifest))
+    total = len(read_segments(manifest))
 
     def stop_after_first_batch(done, _total):
         raise KeyboardInterrupt
@@ -294,14 +295,14 @@ def test_other_settings_are_refused_and_fp16_is_the_default(tmp_path, manifest, 
     out = tmp_path / "f.h5"
     first = run_cli(capsys, "extract", manifest, "-o", out, "--sm", teachers["sm"], "--split", "valid", "--json")
     assert first.code == 0, first.stderr
-    valid = [s.id for s in read_manifest(manifest) if s.split == "valid"]
+    valid = [s.id for s in read_segments(manifest) if s.split == "valid"]
     with FeatureReader(out) as store:
         assert store.ids("sm") == sorted(valid) and store.get("sm", valid[0]).dtype == np.float16
     other = run_cli(capsys, "extract", manifest, "-o", out, "--sm", teachers["sm"], "--sm-layer", "last")
     assert other.code == 2 and "layer 'avg' -> 'last'" in other.stderr and "Traceback" not in other.stderr
     again = run_cli(capsys, "extract", manifest, "-o", out, "--sm", teachers["sm"], "--sm-layer", "last",
                     "--overwrite", "--json")
-    assert again.code == 0 and json.loads(again.stdout)["computed"]["sm"] == len(read_manifest(manifest))
+    assert again.code == 0 and json.loads(again.stdout)["computed"]["sm"] == len(read_segments(manifest))
 
 
 def test_prep_and_extract_from_the_shell(tmp_path, speech_dir, teachers, monkeypatch):
@@ -330,7 +331,7 @@ def test_ids_and_paths_with_dots_and_spaces(tmp_path, speech_dir, teachers):
     folder.mkdir(parents=True)
     sf.write(folder / "clip one.take.2-0000.flac", audio, SR)
     manifest = tmp_path / "my data.v2" / "manifest.jsonl"
-    write_manifest(manifest, [Segment("clip one.take.2-0000", "audio dir/clip one.take.2-0000.flac", "x", 0.0, 1.0,
+    write_segments(manifest, [Segment("clip one.take.2-0000", "audio dir/clip one.take.2-0000.flac", "x", 0.0, 1.0,
                                       None, None, "train")])
     out = tmp_path / "feat ures.v1.h5"
     assert extract(manifest, out, ExtractOptions(sm=teachers["sm"])).computed["sm"] == 1

@@ -21,7 +21,7 @@ from cli import REPO, run_cli
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.corpus import runner
 from dmcodec_cli.engine.encoder import EngineOptions
-from dmcodec_cli.corpus.inputs import collect_inputs
+from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.corpus.lock import StoreLock
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 from dmcodec_cli.registry import load_model

@@ -13,6 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "dmcodec_cli"
 ENGINE_ALLOWED = {"engine", "model", "modules", "quantizer", "config", "errors"}
 #: the rooms that run encode / decode of files and stores
 INFERENCE = {"inference", "engine", "corpus"}
+#: what the audio inputs (walker, ids, manifests, transcripts) may import: every command that takes audio uses them
+INPUTS_ALLOWED = {"audio", "errors"}
 
 
 def module_name(path: Path) -> str:
@@ -112,6 +114,12 @@ def test_the_engine_imports_only_the_model_and_its_modules():
     rooms = room_graph()
     assert rooms["engine"] <= ENGINE_ALLOWED, rooms["engine"] - ENGINE_ALLOWED
     assert not reachable(rooms, {"engine"}) & {"corpus", "quality", "data", "training", "cli", "inference"}
+
+
+def test_audio_inputs_sit_below_the_commands_that_use_them():
+    rooms = room_graph()
+    assert rooms["inputs"] <= INPUTS_ALLOWED, rooms["inputs"] - INPUTS_ALLOWED
+    assert {"corpus", "data", "quality"} <= {name for name, targets in rooms.items() if "inputs" in targets}
 
 
 def test_inference_code_never_imports_training():

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from cli import run_cli
 from dmcodec_cli.audio import load_audio
-from dmcodec_cli.data.manifest import FIELDS, read_manifest
+from dmcodec_cli.data.manifest import FIELDS, read_segments
 from dmcodec_cli.data.prep import PrepOptions, prepare
 from dmcodec_cli.data.segments import consecutive_cuts, one_crop
 from dmcodec_cli.data.sources import Utterance, hf_source, local_source
@@ -76,7 +76,7 @@ def prepped(tmp_path_factory, speech_dir):
 
 def test_segments_of_real_speech_have_the_expected_count_length_and_content(prepped, speech_dir):
     out, report = prepped
-    segments = read_manifest(out / "manifest.jsonl")
+    segments = read_segments(out / "manifest.jsonl")
     assert report.segments == len(segments) and report.failures == []
     by_source: dict[str, list] = {}
     for s in segments:
@@ -113,15 +113,15 @@ def test_manifest_has_the_contract_fields_and_keeps_text_only_for_whole_utteranc
 
 def test_split_is_by_speaker_deterministic_and_order_independent(prepped, speech_dir, tmp_path):
     out, report = prepped
-    segments = read_manifest(out / "manifest.jsonl")
+    segments = read_segments(out / "manifest.jsonl")
     assert report.split_by == "speaker" and report.valid > 0 and report.train > 0
     valid_speakers = {s.speaker for s in segments if s.split == "valid"}
     train_speakers = {s.speaker for s in segments if s.split == "train"}
     assert not valid_speakers & train_speakers
     again = prepare(reversed(list(local_source(speech_dir))), tmp_path / "b", PrepOptions(valid_fraction=0.3))
     assert again.valid == report.valid
-    assert {s.id: s.split for s in read_manifest(tmp_path / "b" / "manifest.jsonl")} == {s.id: s.split for s in segments}
-    other = [s.split for s in read_manifest(
+    assert {s.id: s.split for s in read_segments(tmp_path / "b" / "manifest.jsonl")} == {s.id: s.split for s in segments}
+    other = [s.split for s in read_segments(
         _prep(list(local_source(speech_dir)), tmp_path / "c", PrepOptions(valid_fraction=0.3, seed=99)))]
     assert other != [s.split for s in segments]  # another seed, another split
 
@@ -134,20 +134,20 @@ def _prep(utterances, out, options):
 def test_split_by_utterance_without_speakers_and_ratio_subset(tmp_path):
     utts = [synthetic(f"u{i:02d}", 3.0, seed=i) for i in range(40)]
     report = prepare(utts, tmp_path / "a", PrepOptions(valid_fraction=0.25, ratio=0.5, seed=3))
-    segments = read_manifest(tmp_path / "a" / "manifest.jsonl")
+    segments = read_segments(tmp_path / "a" / "manifest.jsonl")
     assert report.split_by == "utterance" and report.used_utterances == 20 and len(segments) == 20
     assert report.valid == 5  # round(0.25 * 20) utterances
     prepare(utts[::-1], tmp_path / "b", PrepOptions(valid_fraction=0.25, ratio=0.5, seed=3))
-    again = read_manifest(tmp_path / "b" / "manifest.jsonl")
+    again = read_segments(tmp_path / "b" / "manifest.jsonl")
     assert sorted(again, key=lambda s: s.id) == sorted(segments, key=lambda s: s.id)  # same subset and split
     prepare(utts, tmp_path / "c", PrepOptions(valid_fraction=0.25, ratio=0.5, seed=4))
-    assert {s.id for s in read_manifest(tmp_path / "c" / "manifest.jsonl")} != {s.id for s in segments}
+    assert {s.id for s in read_segments(tmp_path / "c" / "manifest.jsonl")} != {s.id for s in segments}
 
 
 def test_one_crop_gives_one_segment_per_utterance(tmp_path):
     utts = [synthetic("long", 7.5, "a", seed=1), synthetic("short", 1.0, "b", text="hi there", seed=2)]
     prepare(utts, tmp_path, PrepOptions(one_crop=True, valid_fraction=0))
-    segments = {s.id: s for s in read_manifest(tmp_path / "manifest.jsonl")}
+    segments = {s.id: s for s in read_segments(tmp_path / "manifest.jsonl")}
     assert sorted(segments) == ["long-0000", "short-0000"]
     crop = segments["long-0000"]
     data, _ = sf.read(tmp_path / crop.path, dtype="float32")
@@ -170,8 +170,8 @@ def test_rerun_is_idempotent_and_other_options_rewrite(tmp_path, speech_dir):
     assert (out / "manifest.jsonl").read_bytes() == manifest
     assert second.written == 0 and second.reused == first.written and second.removed == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.flac")} == stamps
-    ids = [s.id for s in read_manifest(out / "manifest.jsonl")]
-    assert "clip one.take.2-0000" in ids and (out / read_manifest(out / "manifest.jsonl")[0].path).is_file()
+    ids = [s.id for s in read_segments(out / "manifest.jsonl")]
+    assert "clip one.take.2-0000" in ids and (out / read_segments(out / "manifest.jsonl")[0].path).is_file()
     third = prepare(local_source(src), out, PrepOptions(segment_seconds=2.0))
     assert third.reused == 0 and third.written == third.segments
     assert len(list((out / "audio").rglob("*.flac"))) == third.segments  # old 3 s files are gone
@@ -188,7 +188,7 @@ def test_bad_file_is_reported_and_the_rest_goes_on(tmp_path, speech_dir, capsys)
     assert report["used_utterances"] == 10 and report["skipped"] == {"could not be read": 1}
     assert report["segments"] > 0
     assert "broken.wav" in result.stderr and "Traceback" not in result.stderr
-    assert len(read_manifest(tmp_path / "out" / "manifest.jsonl")) == report["segments"]
+    assert len(read_segments(tmp_path / "out" / "manifest.jsonl")) == report["segments"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -209,7 +209,7 @@ def test_tsv_and_jsonl_manifests_as_sources(tmp_path, speech_dir):
     utts = list(local_source(lists / "a.tsv")) + list(local_source(lists / "b.jsonl"))
     assert [(u.speaker, u.text) for u in utts] == [("p226", "some words"), ("lj", "in being comparatively modern.")]
     report = prepare(utts, tmp_path / "out", PrepOptions(valid_fraction=0.5))
-    segments = read_manifest(tmp_path / "out" / "manifest.jsonl")
+    segments = read_segments(tmp_path / "out" / "manifest.jsonl")
     assert report.failures == [] and {s.speaker for s in segments} == {"p226", "lj"}
     assert {s.split for s in segments} == {"train", "valid"}  # two speakers: one of them is held out
 
@@ -233,7 +233,7 @@ def test_hf_dataset_saved_to_disk(tmp_path, speech_dir):
 @pytest.mark.skipif(not (SHARED / "data" / "train-mini" / "manifest.tsv").is_file(), reason="shared train-mini absent")
 def test_train_mini_split_keeps_speakers_apart(tmp_path):
     report = prepare(local_source(SHARED / "data" / "train-mini"), tmp_path, PrepOptions(ratio=0.15, seed=5))
-    segments = read_manifest(tmp_path / "manifest.jsonl")
+    segments = read_segments(tmp_path / "manifest.jsonl")
     assert report.failures == [] and report.used_utterances == round(0.15 * 292) and report.split_by == "speaker"
     valid = {s.speaker for s in segments if s.split == "valid"}
     assert valid and not valid & {s.speaker for s in segments if s.split == "train"}

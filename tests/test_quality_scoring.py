@@ -14,10 +14,11 @@ from cli import run_cli
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.inference import decode_codes, encode_samples
+from dmcodec_cli.inputs import read_transcripts
 from dmcodec_cli.quality import scoring
 from dmcodec_cli.quality.metrics import METRICS, Missing
 from dmcodec_cli.quality.roundtrip import parse_n_q, reconstruct
-from dmcodec_cli.quality.scoring import Journal, match_pairs, read_transcripts
+from dmcodec_cli.quality.scoring import Journal, match_pairs
 
 SHARED_SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 SCHEMA_KEYS = {"file", "n_q", *METRICS}

@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 
 from .. import __version__
-from ..errors import DmcodecError
-from ..walk import printable
+from ..errors import DmcodecError, printable
 from . import codec, corpus, data, export, quality, training
 from .common import console, console_err, state
 

@@ -51,7 +51,8 @@ CORPUS = "Engine and corpus (a folder, a manifest, -o X.h5 or -o DIR/ take the c
 
 def encode(
     input: Path = typer.Argument(..., help="Audio file, folder (walked recursively) or manifest "
-                                 "(.txt / .list: one path per line; .jsonl: {\"path\", \"id\"})."),
+                                 "(.txt / .list: one path per line; .tsv / .csv / .jsonl: a path column and "
+                                 "an optional id; lhotse .jsonl.gz)."),
     output: str = typer.Option(..., "-o", "--output", help="Code file: .npz (codes with model, length and rate) "
                                "or bare .npy (int16 codes, n_q x frames); a code store (.h5); or a folder of "
                                ".npy files (DIR/)."),

@@ -16,7 +16,6 @@ from rich.table import Table
 
 from ..codes import EncodedAudio
 from ..corpus.distributed import from_environment
-from ..corpus.inputs import Item, collect_inputs, is_manifest, parse_extensions
 from ..corpus.lock import store_lock
 from ..corpus.progress import RichProgress
 from ..corpus.report import decode_store, store_summary
@@ -25,6 +24,7 @@ from ..corpus.store import CodeStore, merge_stores, read_meta
 from ..engine.encoder import EngineOptions
 from ..engine.windows import WindowPlan
 from ..errors import DmcodecError
+from ..inputs import collect_inputs, is_manifest, parse_extensions
 from ..outputs import (
     STORE_SUFFIXES,
     check_file_output,
@@ -117,10 +117,7 @@ def encode_corpus(input: Path, output: str, model: Optional[str], n_q: Optional[
         options = args.run_options(n_q)  # bad options are refused before the model loads
         codec = drop_decoder(load_model(model, rank.device(device)))
         check_n_q(n_q, codec.n_q)
-        if input.is_file() and not is_manifest(input):
-            items = [Item(input.stem, input)]
-        else:
-            items = collect_inputs(input, parse_extensions(args.extensions))
+        items = collect_inputs(input, parse_extensions(args.extensions))
         progress = RichProgress(console_err, disable=not rank.is_main and rank.launched)
         refuse_inputs([output], [item.path for item in items])
         summary = tokenize_corpus(codec, items, output, options, rank, progress, overwrite)

@@ -47,8 +47,8 @@ def _finish(report, summary: str, json_out: bool, json_file: Optional[Path]) -> 
 
 def prep(
     sources: Optional[List[str]] = typer.Argument(None, help="Folders of audio files (their manifest.tsv / "
-                                                  "transcripts.tsv give speaker and text) or manifests (.tsv, .csv, "
-                                                  ".jsonl with a path column)."),
+                                                  "transcripts.tsv give speaker and text), manifests (.txt, .tsv, "
+                                                  ".csv, .jsonl with a path column; lhotse) or audio files."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: manifest.jsonl, prep.json, audio/."),
     hf_dataset: Optional[str] = typer.Option(None, "--hf-dataset", help="Hugging Face dataset: hub name or a "
                                              "local save_to_disk folder (needs the `data` extra)."),
@@ -93,8 +93,8 @@ def extract(
     sm_layer: str = typer.Option("avg", "--sm-layer", help="avg (mean of all hidden states), last, or an index."),
     stt: Optional[str] = typer.Option(None, "--stt", help="CTC speech-to-text model + processor, e.g. "
                                       "facebook/wav2vec2-base-960h."),
-    transcripts: Optional[Path] = typer.Option(None, "--transcripts", help="Known texts: TSV 'id<TAB>text' or "
-                                               "JSONL; they win over the manifest's text and over ASR."),
+    transcripts: Optional[Path] = typer.Option(None, "--transcripts", help="Known texts by segment id: TSV "
+                                               "'id<TAB>text' or JSONL; they win over the manifest's text and ASR."),
     ignore_manifest_text: bool = typer.Option(False, "--ignore-manifest-text", help="Transcribe every segment "
                                               "even when the manifest has its text."),
     lm: Optional[str] = typer.Option(None, "--lm", help="Text encoder (BERT / ELECTRA / ...), e.g. "
@@ -111,9 +111,10 @@ def extract(
     json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Extract teacher features (SM and / or LM) of every segment into an HDF5 file, aligned to 50 Hz frames."""
-    from ..data.extract import ExtractOptions, read_transcripts
+    from ..data.extract import ExtractOptions
     from ..data.extract import extract as run_extract
     from ..data.teachers import parse_layer
+    from ..inputs import read_transcripts
     from ..registry import pick_device
 
     if split not in ("all", "train", "valid"):

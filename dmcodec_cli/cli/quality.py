@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import DmcodecError
+from ..inputs import read_transcripts
 from ..outputs import (
     BadId,
     check_folder_output,
@@ -25,7 +26,7 @@ from ..outputs import (
 from ..quality.metrics import METRIC_RATE
 from ..quality.report import print_report
 from ..quality.roundtrip import parse_n_q, roundtrip_files
-from ..quality.scoring import Journal, Scorers, match_pairs, read_transcripts, roundtrip_inputs, score_pairs
+from ..quality.scoring import Journal, Scorers, match_pairs, roundtrip_inputs, score_pairs
 from ..quality.speaker import RESEMBLYZER
 from ..quality.visqol import VisqolWorkers
 from .codec import MODEL_HELP

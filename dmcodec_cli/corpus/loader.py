@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..audio import AudioReader
 from ..engine.windows import BudgetGroup, Piece, budget_groups
 from ..errors import DmcodecError
-from .inputs import Item
+from ..inputs import Item
 
 Cut = Callable[[Iterator[np.ndarray]], Iterator[tuple[Piece, np.ndarray, bool]]]
 """An input's blocks -> its pieces: (piece, samples, whether last); ``windows.stream_pieces``."""

@@ -14,12 +14,11 @@ from ..atomic import write_text_atomic
 from ..codes import save_codes
 from ..engine.encoder import BatchEncoder, EngineOptions
 from ..engine.windows import stitch, stream_pieces
-from ..errors import DmcodecError
+from ..errors import DmcodecError, printable
+from ..inputs import Item
 from ..model import DMCodec
 from ..outputs import BadId, id_path, is_empty_folder, read_record, write_record
-from ..walk import printable
 from .distributed import Rank
-from .inputs import Item
 from .journal import Journal, kill_point
 from .loader import Loaded, length_batches, read_audio
 from .lock import StoreLock

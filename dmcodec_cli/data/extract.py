@@ -6,7 +6,6 @@ model (HuBERT's group norm would see it) and batched features equal one-by-one f
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import defaultdict
@@ -21,9 +20,10 @@ import torch
 
 from ..config import CodecConfig
 from ..errors import DmcodecError
+from ..inputs import transcript_for
 from .align import ALIGNMENTS, align_ctc, align_pad, even_word_spans, rescale_span
 from .features import DTYPES, FeatureWriter, GroupSpec
-from .manifest import Segment, read_manifest
+from .manifest import Segment, read_segments
 from .teachers import Layer, load_teacher
 
 CODEC = CodecConfig()  # frame geometry only: 16 kHz, hop 320, 50 Hz
@@ -39,7 +39,7 @@ class ExtractOptions:
     lm: str | None = None
     lm_layer: Layer = "avg"
     lm_align: str = "pad"
-    transcripts: dict[str, str] | None = None  #: segment id -> known text (wins over the manifest's text)
+    transcripts: dict[str, str] | None = None  #: known texts by segment id (``inputs.read_transcripts``)
     use_manifest_text: bool = True
     batch_size: int = 8
     dtype: str = "float16"
@@ -71,34 +71,6 @@ class ExtractReport:
     failures: list[dict] = field(default_factory=list)
 
 
-def read_transcripts(path: str | os.PathLike) -> dict[str, str]:
-    """Known texts per segment id: TSV lines ``id<TAB>text`` (an ``id text`` header is skipped) or JSONL
-    objects with ``id`` and ``text``."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DmcodecError(f"{path}: cannot read transcripts ({exc})") from None
-    texts = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if path.suffix.lower() in (".jsonl", ".json"):
-            try:
-                obj = json.loads(line)
-                texts[str(obj["id"])] = str(obj["text"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise DmcodecError(f"{path}:{number}: expected a JSON object with id and text") from None
-            continue
-        if "\t" not in line:
-            raise DmcodecError(f"{path}:{number}: expected 'id<TAB>text'")
-        key, text = line.split("\t", 1)
-        if number == 1 and (key, text.strip()) == ("id", "text"):
-            continue
-        texts[key] = text.strip()
-    return texts
-
-
 def _group_specs(options: ExtractOptions, teachers: dict) -> list[GroupSpec]:
     specs = []
     if "sm" in teachers:
@@ -111,8 +83,9 @@ def _group_specs(options: ExtractOptions, teachers: dict) -> list[GroupSpec]:
 
 
 def _known_text(segment: Segment, options: ExtractOptions) -> str | None:
-    if options.transcripts and segment.id in options.transcripts:
-        return options.transcripts[segment.id]
+    known = transcript_for(segment.id, options.transcripts) if options.transcripts else None
+    if known is not None:
+        return known
     return segment.text if options.use_manifest_text else None
 
 
@@ -155,7 +128,7 @@ def extract(manifest: str | os.PathLike, output: str | os.PathLike, options: Ext
     started = time.monotonic()
     manifest = Path(manifest)
     root = manifest.parent
-    segments = [s for s in read_manifest(manifest) if s.split in options.splits]
+    segments = [s for s in read_segments(manifest) if s.split in options.splits]
     report = ExtractReport(output=str(output), segments=len(segments))
     if options.lm and not options.stt:
         unknown = [s.id for s in segments if _known_text(s, options) is None]

@@ -1,4 +1,5 @@
-"""The segment manifest: JSONL, one object per segment, the contract between ``prep``, ``extract`` and training."""
+"""The segment manifest (``manifest.jsonl`` of a prep folder): JSONL, one object per training segment, the
+contract between ``prep``, ``extract`` and training. Not an audio list: those are ``inputs.manifest``'s."""
 
 from __future__ import annotations
 
@@ -48,8 +49,8 @@ def _segment_from(obj: object, where: str) -> Segment:
     return segment
 
 
-def read_manifest(path: str | os.PathLike) -> list[Segment]:
-    """Read a JSONL manifest. Raises DmcodecError on a missing file, bad JSON, missing fields or duplicate ids."""
+def read_segments(path: str | os.PathLike) -> list[Segment]:
+    """Read a segment manifest. Raises DmcodecError on a missing file, bad JSON, missing fields or duplicate ids."""
     path = Path(path)
     if not path.is_file():
         raise DmcodecError(f"{path}: no such manifest; run `dmcodec prep` first")
@@ -70,7 +71,7 @@ def read_manifest(path: str | os.PathLike) -> list[Segment]:
     return segments
 
 
-def write_manifest(path: str | os.PathLike, segments: list[Segment]) -> None:
+def write_segments(path: str | os.PathLike, segments: list[Segment]) -> None:
     """Write segments as JSONL, atomically (temporary file renamed into place)."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for segment in segments:

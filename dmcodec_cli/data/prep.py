@@ -21,9 +21,8 @@ import soundfile as sf
 
 from ..atomic import write_text_atomic
 from ..audio import save_audio
-from ..errors import DmcodecError
-from ..walk import printable
-from .manifest import Segment, write_manifest
+from ..errors import DmcodecError, printable
+from .manifest import Segment, write_segments
 from .segments import TAIL_RULES, Cut, consecutive_cuts, cut_audio, one_crop
 from .sources import Utterance
 from .splits import choose_subset, rng_for, split_groups, split_key
@@ -193,7 +192,7 @@ def prepare(utterances: Iterable[Utterance], out_dir: str | os.PathLike, options
         if progress:
             progress(done, len(utterances))
     report.removed += _remove_stale(out_dir, {s.path for s in segments})
-    write_manifest(out_dir / "manifest.jsonl", segments)
+    write_segments(out_dir / "manifest.jsonl", segments)
     report.segments = len(segments)
     report.valid = sum(s.split == "valid" for s in segments)
     report.train = report.segments - report.valid

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..corpus.lhotse_inputs import is_lhotse_manifest, load_lhotse_manifest
 from ..errors import DmcodecError
+from ..inputs.lhotse_manifest import is_lhotse_manifest, load_lhotse_manifest, supervision_labels
 
 COLUMNS = ("text", "speaker")
 
@@ -52,9 +52,8 @@ def _lhotse_labels(path: Path) -> dict[str, dict[str, str | None]]:
         raise DmcodecError(f"{path}: a lhotse {type(cuts).__name__} holds no transcripts; give a CutSet")
     labels = {}
     for cut in cuts:
-        texts = [s.text for s in cut.supervisions if s.text]
-        speakers = [s.speaker for s in cut.supervisions if s.speaker]
-        labels[cut.id] = {"text": " ".join(texts) or None, "speaker": speakers[0] if speakers else None}
+        speaker, text = supervision_labels(cut)
+        labels[cut.id] = {"text": text, "speaker": speaker}
     return labels
 
 

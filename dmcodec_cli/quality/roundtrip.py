@@ -10,6 +10,7 @@ import numpy as np
 from ..audio import load_audio, save_audio
 from ..errors import DmcodecError
 from ..inference import decode_codes, encode_samples
+from ..inputs import audio_files, audio_id
 from ..model import DMCodec
 from . import plots
 from .dnsmos import dnsmos
@@ -21,7 +22,6 @@ from .scoring import (
     PendingRow,
     Progress,
     Scorers,
-    audio_files,
     error_row,
     metrics_row,
     plot_pair,
@@ -171,14 +171,14 @@ def check_long_enough(path: Path, reference16: np.ndarray) -> None:
 
 
 def store_inputs(store: "CodeStore", audio_dir: Path | None) -> list[Pair]:
-    """One pair per utterance of a code store, its reference the audio file ``audio_dir/<id>.<ext>``
-    (the store's ids are paths relative to the encoded folder, without extension); without ``audio_dir``
-    no reference (only the reference-free metrics)."""
+    """One pair per utterance of a code store, its reference the audio file of ``audio_dir`` with that id
+    (``inputs.audio_id``: ``<id>.<ext>``, as ``encode`` named it); without ``audio_dir`` no reference (only
+    the reference-free metrics)."""
     if audio_dir is None:
         return [Pair(name, None, None, stem=name) for name in store.ids]
     if not audio_dir.is_dir():
         raise DmcodecError(f"{audio_dir}: no such folder (--audio must be the folder the store was encoded from)")
-    by_id = {Path(file.relative).with_suffix("").as_posix(): file.path for file in audio_files(audio_dir)}
+    by_id = {audio_id(file.relative): file.path for file in audio_files(audio_dir)}
     return [Pair(name, by_id.get(name, audio_dir / name), None, stem=name) for name in store.ids]
 
 

@@ -7,7 +7,6 @@ the (file, n_q) pairs already scored; failed ones are tried again.
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from concurrent.futures import Future
@@ -19,8 +18,8 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..audio import AUDIO_EXTENSIONS, load_audio
-from ..errors import DmcodecError
-from ..walk import Found, has_extension, printable, walk_files
+from ..errors import DmcodecError, printable
+from ..inputs import audio_files, audio_id, transcript_for
 from . import plots
 from .asr import Transcriber, normalize_text
 from .dnsmos import dnsmos
@@ -51,26 +50,20 @@ Progress = Callable[[str], None]
 # ---------------------------------------------------------------- inputs
 
 
-def audio_files(folder: Path) -> list[Found]:
-    """Audio files under ``folder``, sorted by relative name (``walk.walk_files``: links followed, every
-    real file once, hidden names skipped; relative names of non-UTF-8 names escape the bytes)."""
-    return walk_files(folder, has_extension(AUDIO_EXTENSIONS))
-
-
 @dataclass
 class Pair:
     name: str  #: relative path of the reference (or a code store id), the row's "file"
     reference: Path | None  #: None for a code store id roundtripped without its audio
     degraded: Path | None  #: None when no degraded file matches
-    stem: str | None = None  #: where outputs go, relative, without extension (default: name less its suffix)
+    stem: str | None = None  #: where outputs go, relative, without extension (default: the id of name)
 
     def __post_init__(self) -> None:
         if self.stem is None:
-            self.stem = Path(self.name).with_suffix("").as_posix()
+            self.stem = audio_id(self.name)
 
 
 def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]]:
-    """Pairs from two files or two folders (matched by relative path; the extension may differ).
+    """Pairs from two files or two folders (matched by id: the relative path less the extension).
 
     Returns the pairs (a reference without a match has ``degraded`` None) and the degraded files that
     match no reference.
@@ -82,14 +75,14 @@ def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]
             if not path.exists():
                 raise DmcodecError(f"{path}: no such file or folder")
         raise DmcodecError(f"{reference}, {degraded}: give two audio files or two folders, not one of each")
-    candidates: dict[Path, list[Path]] = {}
+    candidates: dict[str, list[Path]] = {}
     for file in audio_files(degraded):
-        candidates.setdefault(Path(file.relative).with_suffix(""), []).append(file.path)
+        candidates.setdefault(audio_id(file.relative), []).append(file.path)
     pairs, used = [], set()
     for file in audio_files(reference):
-        relative, path = Path(file.relative), file.path
-        found = sorted(candidates.get(relative.with_suffix(""), []), key=lambda p: p.suffix != path.suffix)
-        pairs.append(Pair(relative.as_posix(), path, found[0] if found else None))
+        path = file.path
+        found = sorted(candidates.get(audio_id(file.relative), []), key=lambda p: p.suffix != path.suffix)
+        pairs.append(Pair(file.relative, path, found[0] if found else None))
         used.update(found[:1])
     if not pairs:
         raise DmcodecError(f"{reference}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
@@ -107,40 +100,6 @@ def roundtrip_inputs(source: Path) -> list[Pair]:
             raise DmcodecError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
         return [Pair(file.relative, file.path, None) for file in files]
     raise DmcodecError(f"{source}: no such file or folder")
-
-
-def read_transcripts(path: Path) -> dict[str, str]:
-    """TSV of file and text -> {key: text}, keyed by the file as written, its basename and its stem.
-
-    With a header line, the columns named ``file`` and ``text`` are used, else the first two columns.
-    Rows with an empty text are left out (those files fall back to the ASR transcript of the original).
-    """
-    try:
-        with open(path, newline="", encoding="utf-8") as f:
-            lines = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DmcodecError(f"{path}: cannot read the transcripts ({exc}); give a UTF-8 TSV of file<TAB>text") from None
-    lines = [line for line in lines if line and any(cell.strip() for cell in line)]
-    file_col, text_col = 0, 1
-    if lines and "file" in lines[0] and "text" in lines[0]:
-        file_col, text_col = lines[0].index("file"), lines[0].index("text")
-        lines = lines[1:]
-    texts: dict[str, str] = {}
-    for number, line in enumerate(lines, 1):
-        if len(line) <= max(file_col, text_col):
-            raise DmcodecError(f"{path}: line {number} has no text column; each line must be file<TAB>text")
-        name, text = line[file_col].strip(), line[text_col].strip()
-        if text:
-            for key in (name, Path(name).name, Path(name).stem):
-                texts.setdefault(key, text)
-    return texts
-
-
-def transcript_for(name: str, texts: dict[str, str]) -> str | None:
-    for key in (name, Path(name).name, Path(name).stem):
-        if key in texts:
-            return texts[key]
-    return None
 
 
 # ---------------------------------------------------------------- journal

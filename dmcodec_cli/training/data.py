@@ -19,7 +19,7 @@ from torch import Tensor
 from ..audio import load_audio
 from ..config import CodecConfig
 from ..data.features import FeatureReader
-from ..data.manifest import Segment, read_manifest
+from ..data.manifest import Segment, read_segments
 from ..errors import DmcodecError
 
 Key = tuple[int, int]  # (segment index, crop seed; -1 = crop from the start)
@@ -38,7 +38,7 @@ class Batch:
 def load_segments(manifest: str | os.PathLike, split: str) -> tuple[list[Segment], Path]:
     """The manifest's segments of ``split`` and the folder their paths are relative to."""
     manifest = Path(manifest)
-    segments = [s for s in read_manifest(manifest) if s.split == split]
+    segments = [s for s in read_segments(manifest) if s.split == split]
     root = manifest.resolve().parent
     missing = [s for s in segments if not s.audio_path(root).is_file()]
     if missing:

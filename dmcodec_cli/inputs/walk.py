@@ -10,8 +10,10 @@ Policy:
   then the links met are followed in sorted order (so a link only adds what the real tree lacks);
 * broken links, links that loop, unreadable folders and entries that are not regular files (FIFOs,
   devices) are skipped, each with one ``warning:`` line on stderr; the folder given must be readable;
-* the result is sorted by relative path; names that are not valid UTF-8 keep their real path, and their
-  relative name escapes the undecodable bytes (``\\xff``), so it is a valid UTF-8 string.
+* names that are not valid UTF-8 keep their real path, and their relative name escapes the undecodable
+  bytes (``\\xff``), so it is a valid UTF-8 string;
+* ``audio_files`` (the walk every command uses) keeps the audio extensions and gives the files in id order
+  (``ids.audio_id`` of the relative name, then the name): the order ``encode`` writes a folder's store in.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DmcodecError
+from ..audio import AUDIO_EXTENSIONS
+from ..errors import DmcodecError, printable
+from .ids import audio_id
 
 #: Called with (path, reason) for every entry the walk skips.
 OnSkip = Callable[[Path, str], None]
@@ -35,11 +39,6 @@ class Found:
 
     path: Path
     relative: str  #: ``/``-separated, valid UTF-8 (undecodable bytes escaped as ``\\xNN``)
-
-
-def printable(text: str | os.PathLike) -> str:
-    """A file name as valid UTF-8 text: bytes that were not UTF-8 (surrogate escapes) become ``\\xNN``."""
-    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def warn_skipped(path: Path, reason: str) -> None:
@@ -132,3 +131,16 @@ def walk_files(root: str | os.PathLike, keep: Callable[[str], bool],
 def has_extension(extensions: tuple[str, ...]) -> Callable[[str], bool]:
     """A ``keep`` for ``walk_files``: the name ends in one of ``extensions`` (``.wav``; any case)."""
     return lambda name: os.path.splitext(name)[1].lower() in extensions
+
+
+def parse_extensions(text: str | None) -> tuple[str, ...]:
+    """``"wav,flac"`` -> ``(".wav", ".flac")``; None -> every audio extension we read."""
+    if not text:
+        return AUDIO_EXTENSIONS
+    return tuple("." + e.strip().lower().lstrip(".") for e in text.split(",") if e.strip())
+
+
+def audio_files(root: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> list[Found]:
+    """The audio files under ``root`` (names ending in one of ``extensions``, any case), in id order."""
+    found = walk_files(root, has_extension(extensions))
+    return sorted(found, key=lambda file: (audio_id(file.relative), file.relative))

@@ -1,5 +1,6 @@
-"""lhotse manifests as corpus inputs: a CutSet (one item per cut: its span of one recording) or a
-RecordingSet (one item per recording), ids the cut or recording ids. Needs the ``lhotse`` extra.
+"""lhotse manifests as inputs: a CutSet (one item per cut: its span of one recording, speaker and text from
+its supervisions) or a RecordingSet (one item per recording), ids the cut or recording ids. Needs the
+``lhotse`` extra.
 
 A manifest is recognised by its name (``.jsonl.gz``) or, for ``.jsonl``, by its first line holding a
 lhotse cut or recording (``"recording"`` or ``"sources"``). Relative audio paths are taken as lhotse
@@ -36,7 +37,7 @@ def is_lhotse_manifest(path: Path) -> bool:
     try:
         record = json.loads(_first_line(path))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return False  # read_manifest reports what is wrong with it
+        return False  # manifest.read_manifest reports what is wrong with it
     return isinstance(record, dict) and any(key in record for key in LHOTSE_KEYS)
 
 
@@ -49,12 +50,20 @@ def _audio_file(recording, manifest: Path) -> Path:
     return Path(sources[0].source)
 
 
+def supervision_labels(cut) -> tuple[str | None, str | None]:
+    """(speaker, text) of a cut: its first supervision's speaker, the texts of its supervisions joined."""
+    texts = [s.text for s in cut.supervisions if s.text]
+    speakers = [s.speaker for s in cut.supervisions if s.speaker]
+    return (speakers[0] if speakers else None), (" ".join(texts) or None)
+
+
 def _cut_item(cut, manifest: Path) -> Item:
     recording = getattr(cut, "recording", None)
     if recording is None:
         raise DmcodecError(f"{manifest}: cut {cut.id!r} ({type(cut).__name__}) has no recording of its own; "
                            "dmcodec encodes cuts of one recording (MonoCut)")
-    return Item(cut.id, _audio_file(recording, manifest), float(cut.start), float(cut.duration))
+    speaker, text = supervision_labels(cut)
+    return Item(cut.id, _audio_file(recording, manifest), float(cut.start), float(cut.duration), speaker, text)
 
 
 def load_lhotse_manifest(manifest: Path):

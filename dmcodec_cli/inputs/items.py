@@ -1,4 +1,5 @@
-"""An item of a corpus to encode: an utterance id and the audio (a whole file or a span of it)."""
+"""An audio input: an utterance id, its audio (a whole file or a span of it) and, where known, its speaker and
+text. Folders and manifests give these to ``encode`` (which uses id and audio) and ``prep`` (which uses all)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..audio import AudioReader
+from ..audio import AudioReader, load_audio
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class Item:
     path: Path
     start: float = 0.0
     duration: float | None = None
+    speaker: str | None = None
+    text: str | None = None
 
     def blocks(self, reader: AudioReader) -> Iterator[np.ndarray]:
         """The item's samples at the reader's rate, block by block (``AudioReader.blocks``)."""
@@ -33,3 +36,10 @@ class Item:
                 return
             yield block[:left]
             left -= len(block)
+
+    def load(self, sample_rate: int) -> np.ndarray:
+        """The item's samples [L] float32 at ``sample_rate`` (a whole file as ``load_audio`` reads it)."""
+        if not self.start and self.duration is None:
+            return load_audio(self.path, sample_rate).samples
+        with AudioReader(self.path, sample_rate) as reader:
+            return np.concatenate([np.zeros(0, np.float32), *self.blocks(reader)])
