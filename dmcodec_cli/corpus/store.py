@@ -29,6 +29,7 @@ import numpy as np
 from ..config import RANGES
 from ..engine.encoder import DTYPES
 from ..errors import DmcodecError
+from ..model import DMCodec
 
 FORMAT = "dmcodec-codes"
 FORMAT_VERSION = 1
@@ -46,14 +47,14 @@ class StoreMeta:
     n_q: int
     codebook_size: int
     model_fingerprint: str
-    config: str  #: the model's CodecConfig as JSON
+    config: str  #: the model's config file (``ConfigFile``) as JSON
     dtype: str = "fp32"  #: encoder arithmetic
 
     @classmethod
-    def for_model(cls, model, n_q: int | None = None, dtype: str = "fp32") -> "StoreMeta":
+    def for_model(cls, model: DMCodec, n_q: int | None = None, dtype: str = "fp32") -> "StoreMeta":
         c = model.config
-        return cls(c.sample_rate, c.frame_rate, n_q or c.n_q, c.codebook_size, model_fingerprint(model),
-                   json.dumps(c.to_dict(), sort_keys=True), dtype)
+        return cls(c.sample_rate, c.frame_rate, n_q or c.n_q, c.codebook_size, model.fingerprint,
+                   json.dumps(model.config_file.to_dict(), sort_keys=True), dtype)
 
     def check_compatible(self, other: "StoreMeta", source: str) -> None:
         """Refuse to mix codes of another model or another number of codebooks."""
@@ -66,16 +67,6 @@ class StoreMeta:
         if other.dtype != self.dtype:
             raise DmcodecError(f"{source}: holds codes of {other.dtype} arithmetic, this run makes {self.dtype} "
                                "ones; use the same --dtype or a new store")
-
-
-def model_fingerprint(model) -> str:
-    """The loader's fingerprint; for a model built in code, one computed from its weights."""
-    if model.fingerprint:
-        return model.fingerprint
-    from ..checkpoint import fingerprint
-
-    model.fingerprint = fingerprint(model.state_dict())
-    return model.fingerprint
 
 
 @dataclass
@@ -323,6 +314,12 @@ class CodeStore:
         for start in range(0, self.total_frames, frames):
             stop = min(start + frames, self.total_frames)
             yield self._read(start, stop, f"frames {start:,} to {stop:,}")
+
+    def check_model(self, model: DMCodec) -> None:
+        """Refuse to decode the store with another model than the one that made it."""
+        if self.meta.model_fingerprint != model.fingerprint:
+            raise DmcodecError(f"{self.path}: was made by model {self.meta.model_fingerprint[:16]}, not the given "
+                               f"one ({model.fingerprint[:16]}); pass the model that made it with --model")
 
     @property
     def total_frames(self) -> int:

@@ -19,14 +19,12 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..config import CodecConfig
+from ..config import OFFICIAL as CODEC
 from ..errors import DmcodecError
 from .align import ALIGNMENTS, align_ctc, align_pad, even_word_spans, rescale_span
 from .features import DTYPES, FeatureWriter, GroupSpec
 from .manifest import Segment, read_manifest
 from .teachers import Layer, load_teacher
-
-CODEC = CodecConfig()  # frame geometry only: 16 kHz, hop 320, 50 Hz
 
 
 @dataclass(frozen=True)

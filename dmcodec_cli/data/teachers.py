@@ -17,12 +17,13 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import torch
 
+from ..config import OFFICIAL
 from ..errors import DmcodecError
 from .align import WordSpan, forced_word_spans, greedy_word_spans
 
 Layer = Union[str, int]
-HOP = 320  #: codec samples per frame at 16 kHz
-SAMPLE_RATE = 16000
+HOP = OFFICIAL.hop_length  #: codec samples per frame at 16 kHz
+SAMPLE_RATE = OFFICIAL.sample_rate
 
 
 def parse_layer(value: str | int) -> Layer:
