@@ -103,6 +103,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not path.is_file():
         raise DmcodecError(f"{path}: no such checkpoint file")
     kind = _file_kind(path)
+    state: object
     if kind == "safetensors":
         state = _safetensors_load(path)
     elif kind in ("zip", "pickle"):

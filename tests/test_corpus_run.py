@@ -117,7 +117,7 @@ def test_long_inputs_come_from_the_worker_window_by_window_with_their_single_fil
         summary = tokenize_corpus(model, collect_inputs(root), tmp_path / "c.h5", RunOptions(engine, workers=1))
     assert summary.encoded == 3
     assert [(f.id, "NaN" in f.reason) for f in summary.failures] == [("turns_bad", True)]
-    windows = [e for e in received if e.samples is not None and not e.part.whole]
+    windows = [e for e in received if isinstance(e, Loaded) and not e.part.whole]
     long_windows = len(plan_pieces(len(long), 320, 16000, engine.windows))
     assert sum(e.item.id == "long" for e in windows) == long_windows > 2
     assert sum(e.item.id == "turns_bad" for e in windows) >= 2  # sent before the NaN was read

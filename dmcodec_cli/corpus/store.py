@@ -149,7 +149,7 @@ def _read_attrs(path: Path, attrs) -> StoreMeta:
         parsed = json.loads(config) if config is not None else None
     except (json.JSONDecodeError, RecursionError):
         parsed = None
-    if not isinstance(parsed, dict):
+    if config is None or not isinstance(parsed, dict):
         raise StoreError(path, "attribute config must be the model's config as a JSON object")
     for name, value in (("sample_rate", sample_rate), ("codebook_size", codebook_size)):
         if name in parsed and parsed[name] != value:
@@ -157,7 +157,7 @@ def _read_attrs(path: Path, attrs) -> StoreMeta:
     if _integer(parsed.get("n_q")) is not None and n_q > parsed["n_q"]:
         raise StoreError(path, f"attribute n_q is {n_q} but its model has only {parsed['n_q']} codebooks")
     dtype = _text(attrs.get("dtype", "fp32"))
-    if dtype not in DTYPES:
+    if dtype is None or dtype not in DTYPES:
         raise StoreError(path, f"attribute dtype must be one of {', '.join(DTYPES)}, got {attrs['dtype']!r}")
     return StoreMeta(sample_rate, float(frame_rate), n_q, codebook_size, fingerprint, config, dtype)
 
@@ -229,14 +229,16 @@ def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarra
         raise StoreError(path, f"utterance {i} has {offsets[i + 1] - offsets[i]} frames but num_samples "
                                f"{num_samples[i]} needs ceil({num_samples[i]} / {hop}) = {expected[i]} "
                                f"({len(wrong)} utterances disagree)")
-    ids = [_text(s) for s in ids_node[:]]
-    if any(not name for name in ids):
-        i = next(i for i, name in enumerate(ids) if not name)
+    texts = [_text(s) for s in ids_node[:]]
+    ids = [name for name in texts if name]
+    if len(ids) != len(texts):
+        i = next(i for i, name in enumerate(texts) if not name)
         raise StoreError(path, f"id of utterance {i} is empty or not UTF-8 text")
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        twice = next(name for name in ids if name in seen or seen.add(name))
-        raise StoreError(path, f"id {twice!r} appears more than once (ids must be unique)")
+    seen: set[str] = set()
+    for name in ids:
+        if name in seen:
+            raise StoreError(path, f"id {name!r} appears more than once (ids must be unique)")
+        seen.add(name)
     return offsets, num_samples.astype(np.int64), ids
 
 
