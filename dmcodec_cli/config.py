@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,7 +98,7 @@ def _range_problems(values: dict[str, Any]) -> Iterator[str]:
             yield f"{key} must be from {RANGES[key][0]} to {RANGES[key][1]}, got {value}"
 
 
-def _validate(config: Any, more_problems) -> None:
+def _validate(config: Any, more_problems: Callable[[Any], Iterator[str]]) -> None:
     """Types first; ranges and ``more_problems(config)`` only once every field has its type. Lists become tuples."""
     values = _json_values(config)
     problems = list(_type_problems(values))
@@ -171,7 +171,7 @@ class CodecConfig:
         _validate(self, CodecConfig._problems)
 
     def _problems(self) -> Iterator[str]:
-        sizes_ok = all(RANGES[k][0] <= v <= RANGES[k][1] for k, v in _json_values(self).items() if k in RANGES)
+        sizes_ok = not any(_range_problems(_json_values(self)))
         if not 1 <= len(self.strides) <= 8 or any(not 1 <= s <= 64 for s in self.strides):
             sizes_ok = False
             yield f"strides must be 1 to 8 integers from 1 to 64, got {list(self.strides)}"
