@@ -22,7 +22,7 @@ from collections import defaultdict
 import torch
 from torch import nn
 
-from dmcodec_cli.config import CodecConfig
+from dmcodec_cli.config import CodecConfig, ConfigFile
 from dmcodec_cli.model import DMCodec
 from dmcodec_cli.training.config import build_options
 from dmcodec_cli.training.data import Batch
@@ -98,8 +98,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = CodecConfig.from_json(args.config)
-    options = build_options(config, {"teacher": "none", "adversarial_start": 0 if args.gan else 10**9})
+    recipe = ConfigFile.from_json(args.config)
+    config = recipe.codec
+    options = build_options(recipe, {"teacher": "none", "adversarial_start": 0 if args.gan else 10**9})
     torch.manual_seed(0)
     trainer = build_trainer(DMCodec(config), options, make_accelerator(options, cpu=True))
     timer = PartTimer()

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from dmcodec_cli.config import CodecConfig
+from dmcodec_cli.config import ConfigFile
 from dmcodec_cli.model import DMCodec
 from dmcodec_cli.training.config import build_options
 from dmcodec_cli.training.data import Batch
@@ -40,8 +40,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    config = CodecConfig.from_json(args.config) if args.config else CodecConfig()
-    options = build_options(config, {"teacher": "combined", "lm_layers": "1", "sm_layers": f"1:{min(8, config.n_q)}",
+    recipe = ConfigFile.from_json(args.config) if args.config else ConfigFile()
+    config = recipe.codec
+    options = build_options(recipe, {"teacher": "combined", "lm_layers": "1", "sm_layers": f"1:{min(8, config.n_q)}",
                                      "mixed_precision": args.mixed_precision,
                                      "adversarial_start": 10**9 if args.no_gan else 0})
     accelerator = make_accelerator(options, cpu=args.cpu)

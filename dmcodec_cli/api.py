@@ -21,7 +21,7 @@ import torch
 
 from .audio import AudioReader, load_audio, resample, validate_samples
 from .codes import EncodedAudio, check_codes, check_encoded
-from .corpus.store import model_fingerprint
+from .config import check_n_q
 from .engine.encoder import BatchEncoder, EngineOptions
 from .errors import DmcodecError
 from .inference import decode_codes, encode_file, encode_samples
@@ -46,7 +46,7 @@ class Codec:
 
     def __init__(self, model: DMCodec, options: EngineOptions = EngineOptions()):
         self.model, self.options = model, options
-        self.fingerprint = model_fingerprint(model)
+        self.fingerprint = model.fingerprint
 
     @property
     def sample_rate(self) -> int:
@@ -90,7 +90,7 @@ class Codec:
             else:
                 signals.append(to_mono(audio, sample_rate, self.sample_rate))
         codes = BatchEncoder(self.model, self._options(n_q)).encode([torch.from_numpy(s) for s in signals])
-        return [self._encoded(c.numpy(), len(s)) for c, s in zip(codes, signals)]
+        return [self._encoded(c.numpy(), len(s)) for c, s in zip(codes, signals, strict=True)]
 
     def decode(self, encoded: EncodedAudio | np.ndarray | torch.Tensor, force: bool = False) -> np.ndarray:
         """``EncodedAudio`` -> float32 [num_samples] at ``sample_rate``; bare codes [K, T] -> [T * hop].
@@ -105,9 +105,7 @@ class Codec:
         return decode_codes(self.model, check_codes(np.asarray(encoded), self.model.config))
 
     def _options(self, n_q: int | None) -> EngineOptions:
-        if n_q is not None and not (isinstance(n_q, int) and 1 <= n_q <= self.n_q):
-            raise DmcodecError(f"n_q must be between 1 and {self.n_q} for this model, got {n_q!r}")
-        return dataclasses.replace(self.options, n_q=n_q)
+        return dataclasses.replace(self.options, n_q=check_n_q(n_q, self.n_q))
 
     def _encoded(self, codes: np.ndarray, num_samples: int) -> EncodedAudio:
         return EncodedAudio(codes, num_samples, self.sample_rate, self.fingerprint, self.options.dtype)

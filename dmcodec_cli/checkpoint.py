@@ -1,14 +1,13 @@
 """Loading and saving model weights: official state dicts, trainer packages and our release format.
 
-Release format: a directory with ``config.json`` (the codec config) and ``model.safetensors`` whose
-metadata holds ``format = "dmcodec-model"``, ``format_version`` and ``fingerprint`` (sha256 of the weights).
+Release format: a directory with ``config.json`` (the model's ``ConfigFile``: its architecture and the training
+keys it carries) and ``model.safetensors`` whose metadata holds ``format = "dmcodec-model"``,
+``format_version`` and ``fingerprint`` (sha256 of the weights).
 Nothing here ever runs a pickle: ``torch.load(weights_only=True)`` or safetensors only.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pickle
 import re
@@ -21,26 +20,15 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import Tensor
 
 from .atomic import atomic_path
-from .config import CodecConfig
+from .config import CodecConfig, ConfigFile
 from .errors import DmcodecError
-from .model import DMCodec
+from .model import DMCodec, fingerprint
 
 RELEASE_FORMAT = "dmcodec-model"
 RELEASE_FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 _PARAMETRIZED = re.compile(r"\.parametrizations\.weight\.original([01])$")
-
-
-def fingerprint(state_dict: dict[str, Tensor]) -> str:
-    """sha256 over every tensor's name, shape and float32 bytes, in name order: equal for equal weights
-    whatever the file form (.pt, .safetensors, release directory, fp16 storage once loaded)."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
-        digest.update(tensor.numpy().tobytes())
-    return digest.hexdigest()
 
 
 # -- reading state dicts --------------------------------------------------------------------------
@@ -115,6 +103,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not path.is_file():
         raise DmcodecError(f"{path}: no such checkpoint file")
     kind = _file_kind(path)
+    state: object
     if kind == "safetensors":
         state = _safetensors_load(path)
     elif kind in ("zip", "pickle"):
@@ -154,7 +143,7 @@ def _size(state: dict[str, Tensor], prefix: str, names: tuple[str, ...], path: s
 
 
 def infer_config(state: dict[str, Tensor], path: str = "checkpoint") -> CodecConfig:
-    """Rebuild the architecture part of the config from tensor shapes (training keys keep defaults).
+    """Rebuild the architecture from tensor shapes.
 
     Counts (layers, codebooks) are read from every key of a module, so that a checkpoint missing one
     key infers the right architecture and the loader then names that key as missing.
@@ -207,11 +196,15 @@ def _first_few(names: list[str], count: int = 3) -> str:
     return ", ".join(names[:count]) + more
 
 
-def model_from_state_dict(state: dict[str, Tensor], config: CodecConfig | None = None,
+def model_from_state_dict(state: dict[str, Tensor], config: ConfigFile | CodecConfig | None = None,
                           path: str = "checkpoint") -> DMCodec:
-    """A model with these weights (strict: every key present, no extra key, every shape equal)."""
-    config = config or infer_config(state, path)
-    model = DMCodec(config)
+    """A model with these weights (strict: every key present, no extra key, every shape equal).
+
+    ``config``: its config file (architecture and training keys), or only the architecture (the official
+    training keys), or None: the architecture inferred from the tensor shapes."""
+    if not isinstance(config, ConfigFile):
+        config = ConfigFile(config or infer_config(state, path))
+    model = DMCodec(config.codec, config.training)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -227,12 +220,10 @@ def model_from_state_dict(state: dict[str, Tensor], config: CodecConfig | None =
             parts.append(f"{len(wrong)} shape mismatches (e.g. {k}: file {tuple(state[k].shape)}, "
                          f"model {tuple(expected[k].shape)})")
         raise DmcodecError(f"{path}: checkpoint does not match the model config: {'; '.join(parts)}")
-    model.load_state_dict(state)
-    model.fingerprint = fingerprint(state)
-    return model
+    return model.load_weights(state)
 
 
-def load_checkpoint(path: str | os.PathLike, config: CodecConfig | None = None) -> DMCodec:
+def load_checkpoint(path: str | os.PathLike, config: ConfigFile | CodecConfig | None = None) -> DMCodec:
     """A model from a release directory or a ``.pt`` / ``.safetensors`` file.
 
     For a file, the config is ``config`` if given, else a ``config.json`` beside it, else inferred.
@@ -241,7 +232,7 @@ def load_checkpoint(path: str | os.PathLike, config: CodecConfig | None = None) 
     if path.is_dir():
         return load_release(path)
     if config is None and (path.parent / CONFIG_NAME).is_file():
-        config = CodecConfig.from_json(path.parent / CONFIG_NAME)
+        config = ConfigFile.from_json(path.parent / CONFIG_NAME)
     return model_from_state_dict(read_state_dict(path), config, str(path))
 
 
@@ -284,7 +275,7 @@ def load_release(directory: str | os.PathLike) -> DMCodec:
     if version > RELEASE_FORMAT_VERSION:
         raise DmcodecError(f"{directory}: model format version {version} is newer than this dmcodec "
                            f"understands ({RELEASE_FORMAT_VERSION}); upgrade dmcodec")
-    config = CodecConfig.from_json(config_path)  # the small file first: a bad config is refused before any weight
+    config = ConfigFile.from_json(config_path)  # the small file first: a bad config is refused before any weight
     state = read_state_dict(weights_path)
     if metadata.get("contents") == "inference":
         state = restore_training_buffers(state)
@@ -320,5 +311,5 @@ def save_release(model: DMCodec, directory: str | os.PathLike, dtype: torch.dtyp
     with atomic_path(directory / WEIGHTS_NAME) as weights, atomic_path(directory / CONFIG_NAME) as config:
         save_file(state, weights, metadata=metadata)
         os.chmod(weights, 0o666 & ~_umask())  # safetensors creates its file 0600; a release is meant to be shared
-        config.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+        config.write_text(model.config_file.to_json())
     return print_

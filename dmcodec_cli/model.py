@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .config import CodecConfig
+from .config import CodecConfig, ConfigFile, TrainingKeys
 from .modules import SEANetDecoder, SEANetEncoder, WeightNormConv
 from .quantizer import ResidualVectorQuantizer
 
@@ -17,6 +18,17 @@ def _full_precision(tensor: Tensor) -> torch.autocast:
     """Nearest-code search and EMA updates run in float32 even under bf16 / fp16 autocast: reduced
     precision would flip near-tie codes and corrupt the codebook statistics."""
     return torch.autocast(tensor.device.type, enabled=False)
+
+
+def fingerprint(state_dict: Mapping[str, Tensor]) -> str:
+    """sha256 over every tensor's name, shape and float32 bytes, in name order: equal for equal weights
+    whatever the file form (.pt, .safetensors, release directory, fp16 storage once loaded)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -34,13 +46,15 @@ class DMCodec(nn.Module):
     """Waveforms at ``config.sample_rate`` <-> codes [n_q, B, frames] at ``config.frame_rate``.
 
     Parameter and buffer names are those of the official checkpoints (``encoder.*``, ``transform.*``,
-    ``quantizer.*``, ``decoder.*``).
+    ``quantizer.*``, ``decoder.*``). This is the one builder of the modules from a config.
+    ``training_keys`` (default: the official ones) are not read by the model; they are checked with
+    ``config`` and written back beside its weights (``config_file``).
     """
 
-    def __init__(self, config: CodecConfig):
+    def __init__(self, config: CodecConfig, training_keys: TrainingKeys | None = None):
         super().__init__()
-        self.config = config
-        self.fingerprint = ""  # sha256 of the loaded weights, set by the checkpoint loader
+        self.config_file = ConfigFile(config, training_keys or TrainingKeys())
+        self._loaded_fingerprint: str | None = None
         c = config
         self.encoder = SEANetEncoder(c.n_filters, c.dimension, c.strides, c.lstm_layers, c.bidirectional,
                                      c.residual_kernel_size, c.dilation_base, c.n_residual_layers)
@@ -50,6 +64,24 @@ class DMCodec(nn.Module):
         self.quantizer = ResidualVectorQuantizer(c.dimension, c.n_q, c.codebook_size)
         self.decoder = SEANetDecoder(c.n_filters, c.dimension, c.strides, c.lstm_layers,
                                      c.residual_kernel_size, c.dilation_base, c.n_residual_layers)
+
+    @property
+    def config(self) -> CodecConfig:
+        """The architecture."""
+        return self.config_file.codec
+
+    def load_weights(self, state: Mapping[str, Tensor]) -> "DMCodec":
+        """Load ``state`` (strict: ``load_state_dict``); ``fingerprint`` is from then on that of these weights."""
+        self.load_state_dict(state)
+        self._loaded_fingerprint = fingerprint(state)
+        return self
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the weights last given to ``load_weights``, which code files and stores name the model by
+        (training or folding the weight norm afterwards does not change it). A model never loaded is named by
+        its current weights, computed at each call."""
+        return self._loaded_fingerprint or fingerprint(self.state_dict())
 
     @property
     def sample_rate(self) -> int:
@@ -86,9 +118,14 @@ class DMCodec(nn.Module):
         latent = self.encoder(audio)
         with _full_precision(latent):
             out = self.quantizer(latent.float(), n_q)
-        selected = torch.stack([out.layer_outputs[i] for i in sorted(set(distill_layers))]).sum(0)
-        feature = self.transform(selected.transpose(1, 2))
+        feature = self.distill_feature(out.layer_outputs, distill_layers)
         return CodecOutput(self.decoder(out.quantized), out.codes, out.commit_loss, feature, out.layer_outputs)
+
+    def distill_feature(self, layer_outputs: Sequence[Tensor], layers: Sequence[int]) -> Tensor:
+        """``transform`` of the sum of the listed layers' own vectors: n_q x [B, dimension, T] -> [B, T,
+        semantic_dimension] (each layer counted once, summed in layer order)."""
+        selected = torch.stack([layer_outputs[i] for i in sorted(set(layers))]).sum(0)
+        return self.transform(selected.transpose(1, 2))
 
     def fold_weight_norm(self) -> "DMCodec":
         """Fold weight norm into plain weights for inference (the model can no longer be trained)."""

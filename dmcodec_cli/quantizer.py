@@ -210,7 +210,7 @@ class ResidualVectorQuantizer(nn.Module):
     def decode(self, codes: Tensor, st: int = 0) -> Tensor:
         """codes [K, B, T] (row i is layer st + i) -> quantized sum [B, D, T]"""
         total = None
-        for layer, layer_codes in zip(self._layers(st + codes.shape[0], st), codes):
+        for layer, layer_codes in zip(self._layers(st + codes.shape[0], st), codes, strict=True):
             vectors = layer.decode(layer_codes)
             total = vectors if total is None else total + vectors
         return total

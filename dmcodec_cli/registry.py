@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint
-from .config import CodecConfig
+from .config import CodecConfig, ConfigFile
 from .errors import DmcodecError
 from .model import DMCodec
 
@@ -67,8 +67,8 @@ def resolve_model_path(spec: str | None) -> Path:
                        "or a Hugging Face id (owner/name)")
 
 
-def load_model(spec: str | None = None, device: str | torch.device = "cpu", config: CodecConfig | None = None,
-               for_inference: bool = True) -> DMCodec:
+def load_model(spec: str | None = None, device: str | torch.device = "cpu",
+               config: ConfigFile | CodecConfig | None = None, for_inference: bool = True) -> DMCodec:
     """Load a model by ``--model`` value, in eval mode on ``device``, weight norm folded for inference."""
     model = load_checkpoint(resolve_model_path(spec), config).eval().to(device)
     return model.fold_weight_norm() if for_inference else model

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from cli import run_cli
 from conftest import REFERENCE
-from dmcodec_cli.config import CodecConfig, parameter_estimate
+from dmcodec_cli.config import CodecConfig, ConfigFile, parameter_estimate
 from dmcodec_cli.corpus.report import store_summary
 from dmcodec_cli.corpus.store import CodeStore, Entry, StoreMeta, write_store
 from dmcodec_cli.errors import DmcodecError
@@ -318,14 +318,15 @@ def test_a_gigantic_config_is_refused_before_any_allocation(tmp_path, capsys):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200_000  # KiB: nothing of 12 GB was made
 
 
-def test_every_shipped_config_and_recipe_loads_unchanged():
+def test_every_shipped_config_and_recipe_is_written_back_as_it_was_read():
+    shared = REPO.parent / "shared" / "reference" / "config_small.json"
     paths = [*sorted((REPO / "train" / "configs").glob("*.json")), CONFIG,
-             REPO / "dmcodec_cli" / "models" / "dmcodec-mini" / "config.json"]
+             REPO / "dmcodec_cli" / "models" / "dmcodec-mini" / "config.json", *([shared] if shared.is_file() else [])]
     assert len(paths) > 10
     for path in paths:
-        data = json.loads(path.read_text())
-        config = CodecConfig.from_json(path)
-        assert {k: v for k, v in config.to_dict().items() if k in data} == data, path
+        assert ConfigFile.from_json(path).to_dict() == json.loads(path.read_text()), path  # same keys and values
+    official = json.loads((REFERENCE / "full_state_dict_keys.json").read_text())["config"]
+    assert ConfigFile.from_dict(official).to_dict() == official
     assert CodecConfig.from_dict({}) == CodecConfig()  # the official config
 
 

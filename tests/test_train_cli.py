@@ -116,12 +116,12 @@ DDP_SCRIPT = """
 import hashlib, json, sys
 import torch
 torch.set_num_threads(1)
-from dmcodec_cli.config import CodecConfig
+from dmcodec_cli.config import ConfigFile
 from dmcodec_cli.training.config import build_options
 from dmcodec_cli.training.run import train
 import dmcodec_cli.training.trainer as trainer_module
 
-config = CodecConfig.from_json(sys.argv[1])
+config = ConfigFile.from_json(sys.argv[1])
 options = build_options(config, {"max_steps": 2, "batch_size": 1, "sm_layers": "1:4"})
 seen, built = [], {}
 original_step, original_build = trainer_module.train_step, trainer_module.build_trainer

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import golden
-from dmcodec_cli.config import CodecConfig
+from dmcodec_cli.config import CodecConfig, ConfigFile, TrainingKeys
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.model import DMCodec
 from dmcodec_cli.training.config import build_options, parse_layers
@@ -18,7 +18,7 @@ from dmcodec_cli.training.data import BatchOrder, collate
 from dmcodec_cli.training.discriminators import Discriminators, DiscriminatorConfig
 from dmcodec_cli.training.losses import (MultiScaleMelLoss, d_axis_loss, discriminator_loss, distill_loss,
                                          feature_matching_loss, generator_adversarial_loss, t_axis_loss)
-from dmcodec_cli.training.trainer import DistillCodec, lr_factor
+from dmcodec_cli.training.trainer import DistillCodec, lr_factor, total_generator_loss
 
 MIN_LOSS = -math.log(1 / (1 + math.exp(-1)))  # -log sigmoid(1): perfect cosine similarity
 
@@ -87,7 +87,7 @@ def test_least_squares_and_feature_matching_terms():
 
 
 def test_multi_scale_mel_loss_uses_the_four_resolutions_and_weights():
-    loss = MultiScaleMelLoss(CodecConfig())
+    loss = MultiScaleMelLoss(16000, TrainingKeys())
     assert [m.n_fft for m in loss.mels] == [1024, 512, 256, 128]
     assert [m.hop_length for m in loss.mels] == [240, 120, 60, 30]
     assert [m.filters.shape[0] for m in loss.mels] == [80] * 4
@@ -125,21 +125,33 @@ def test_sm_feature_is_the_projection_of_the_summed_quantizers():
 
 
 def test_options_come_from_the_config_then_extra_then_the_command_line():
-    config = CodecConfig(n_q=8, extra={"teacher": "lm", "lm_layers": "8", "warmup_steps": 5})
+    config = ConfigFile().replace(n_q=8, extra={"teacher": "lm", "lm_layers": "8", "warmup_steps": 5})
     options = build_options(config, {"sm_layers": "1:4", "teacher": None})
     assert options.teacher == "lm" and options.lm_layers == (7,) and options.sm_layers == (0, 1, 2, 3)
-    assert (options.recon_weight, options.distill_weight, options.commit_weight) == (500, 120, 10)
-    assert options.mel_weights == (45, 1, 1, 1) and options.betas == (0.9, 0.99) and options.learning_rate == 1e-4
+    assert options.warmup_steps == 5 and options.betas == (0.9, 0.99) and options.learning_rate == 1e-4
+    assert options.training_keys == config.training  # the loss weights are read there, under their own names
+    assert build_options(config, {"distill_type": "t_axis"}).training_keys.distill_type == "t_axis"
     with pytest.raises(DmcodecError, match="unknown training option.*lm_layer"):
-        build_options(CodecConfig(extra={"lm_layer": "1"}))
+        build_options(ConfigFile().replace(extra={"lm_layer": "1"}))
+    with pytest.raises(DmcodecError, match="unknown training option.*recon_loss_lambda: set at the top level"):
+        build_options(ConfigFile().replace(extra={"recon_loss_lambda": 1}))
     with pytest.raises(DmcodecError, match="teacher must be"):
-        build_options(CodecConfig(), {"teacher": "bert"})
+        build_options(ConfigFile(), {"teacher": "bert"})
+    with pytest.raises(DmcodecError, match="invalid training options: distill_type must be"):
+        build_options(ConfigFile(), {"distill_type": "x_axis"})
     with pytest.raises(DmcodecError, match="layers are numbered 1 to 4"):
-        build_options(CodecConfig(n_q=4), {"sm_layers": "1:8"})
+        build_options(ConfigFile().replace(n_q=4), {"sm_layers": "1:8"})
+
+
+def test_the_generator_loss_weighs_its_terms_with_the_official_keys():
+    keys = TrainingKeys().replace(recon_loss_lambda=2, commitment_loss_lambda=3, distill_loss_lambda=5)
+    options = build_options(ConfigFile(training=keys), {"feature_weight": 7, "adversarial_weight": 11})
+    terms = {name: torch.tensor(1.0) for name in ("recon", "mel", "commit", "distill", "feature", "adversarial")}
+    assert total_generator_loss(options, terms).item() == 2 + 1 + 3 + 5 + 7 + 11
 
 
 def test_learning_rate_warms_up_then_decays():
-    options = build_options(CodecConfig(extra={"warmup_steps": 10, "decay_every": 100}))
+    options = build_options(ConfigFile().replace(extra={"warmup_steps": 10, "decay_every": 100}))
     assert lr_factor(options, 0) == pytest.approx(0.1)
     assert lr_factor(options, 9) == pytest.approx(0.98 ** 0.09)
     assert lr_factor(options, 1009) == pytest.approx(0.98 ** 10.09)
@@ -181,7 +193,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "train" / "configs"
 
 
 def test_every_recipe_loads_with_the_paper_settings():
-    recipes = {p.stem: CodecConfig.from_json(p) for p in sorted(RECIPES.glob("*.json"))}
+    recipes = {p.stem: ConfigFile.from_json(p) for p in sorted(RECIPES.glob("*.json"))}
     assert {"dmcodec_lm", "dmcodec_combined", "tiny_cpu", "sweep_sm0.2_lm0.8", "ablate_lm_rvq8"} <= set(recipes)
     options = {name: build_options(config) for name, config in recipes.items()}
     assert options["dmcodec_lm"].teacher == "lm" and options["dmcodec_lm"].lm_layers == (0,)
@@ -192,9 +204,9 @@ def test_every_recipe_loads_with_the_paper_settings():
     paper = [n for n in recipes if n.startswith(("dmcodec_lm", "dmcodec_combined", "sweep_", "ablate_"))]
     assert len(paper) == 2 + 7 + 6 + 1
     for name in paper:  # the paper's model and loss weights
-        config = recipes[name]
-        assert config.dimension == 1024 and config.semantic_dimension == 768 and config.batch_size == 6
-        assert (options[name].distill_weight, options[name].recon_weight) == (120, 500)
-    tiny = recipes["tiny_cpu"]
+        codec, keys = recipes[name].codec, options[name].training_keys
+        assert codec.dimension == 1024 and codec.semantic_dimension == 768 and options[name].batch_size == 6
+        assert (keys.distill_loss_lambda, keys.recon_loss_lambda, keys.mel_hop_length) == (120, 500, 240)
+    tiny = recipes["tiny_cpu"].codec
     assert tiny.semantic_dimension == 768  # the real teachers' feature size
     assert sum(p.numel() for p in DMCodec(tiny).parameters()) < 2_000_000

@@ -101,7 +101,7 @@ def test_crops_start_on_frames_and_carry_their_teacher_frames(tmp_path):
     write_features(tmp_path / "f.h5", tmp_path / "m.jsonl", dim=2, groups=("sm",),
                    fill=lambda frames, dim: np.repeat(np.arange(frames)[:, None], dim, 1))
     segments, root = load_segments(tmp_path / "m.jsonl", "train")
-    config = tiny_config()
+    config = tiny_config().codec
     dataset = SegmentDataset(segments, root, config, 8000, tmp_path / "f.h5", ("sm",))
     starts = set()
     for seed in range(20):
@@ -145,3 +145,16 @@ def test_switching_the_average_on_at_resume_starts_it_from_the_resumed_weights(c
     start = _state(tmp_path / "exp" / "checkpoints" / "step-0000002")["generator"]
     for name, value in state["ema"].items():
         torch.testing.assert_close(value, 0.5 * start[name] + 0.5 * state["generator"][name])
+
+
+def test_resume_compares_the_training_keys_and_accepts_a_record_without_them(corpus, tmp_path):
+    common = dict(teacher="none", save_every=2)
+    _train(corpus, tmp_path / "exp", 2, features=False, **common)
+    with pytest.raises(DmcodecError, match="other settings.*options.training_keys"):  # --distill-loss changed
+        _train(corpus, tmp_path / "exp", 3, features=False, resume=True, distill_type="t_axis", **common)
+    run = tmp_path / "exp" / "run.json"
+    record = json.loads(run.read_text())
+    del record["options"]["training_keys"]  # a run recorded before the options held them
+    record["options"].update(recon_weight=500.0, mel_weights=[45.0, 1.0, 1.0, 1.0])
+    run.write_text(json.dumps(record))
+    assert _train(corpus, tmp_path / "exp", 3, features=False, resume=True, **common).steps == 3

@@ -11,7 +11,7 @@ import numpy as np
 import soundfile as sf
 
 from dmcodec_cli.audio import load_audio
-from dmcodec_cli.config import CodecConfig
+from dmcodec_cli.config import ConfigFile
 
 SPEECH = Path(__file__).parent / "fixtures" / "speech"
 CLIPS = ("librispeech_dev-clean_2412-153948-0000.flac", "ljspeech_LJ001-0002.flac", "vctk_p225_003.wav",
@@ -22,13 +22,13 @@ TINY = dict(n_filters=4, dimension=32, semantic_dimension=16, codebook_size=64, 
 TINY_EXTRA = {"discriminator": {"width": 0.0625, "stft_filters": 4}, "valid_every": 1000, "save_every": 1000}
 
 
-def tiny_config(**changes) -> CodecConfig:
+def tiny_config(**changes) -> ConfigFile:
     extra = {**TINY_EXTRA, **changes.pop("extra", {})}
-    return CodecConfig(**{**TINY, **changes}, extra=extra)
+    return ConfigFile().replace(**{**TINY, **changes}, extra=extra)
 
 
-def write_config(path: Path, config: CodecConfig) -> Path:
-    path.write_text(json.dumps(config.to_dict(), indent=2))
+def write_config(path: Path, config: ConfigFile) -> Path:
+    path.write_text(config.to_json())
     return path
 
 

@@ -8,24 +8,23 @@ a training recipe and differ in the feature file: see ablate_teachers.sh and abl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from dmcodec_cli.config import CodecConfig
+from dmcodec_cli.config import ConfigFile
 
 HERE = Path(__file__).parent / "configs"
 #: the paper's runs: 6 x 3 s crops, validation and checkpoints every 1000 steps
 PAPER = {"valid_every": 1000, "save_every": 1000, "valid_items": 64, "num_workers": 4}
 
 
-def recipe(name: str, config: CodecConfig, **extra) -> None:
-    data = config.replace(extra={**PAPER, **extra} if config.n_filters == 64 else extra).to_dict()
-    (HERE / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+def recipe(name: str, config: ConfigFile, **extra) -> None:
+    (HERE / f"{name}.json").write_text(config.replace(extra={**PAPER, **extra} if config.codec.n_filters == 64
+                                                      else extra).to_json())
 
 
 def main() -> None:
     HERE.mkdir(exist_ok=True)
-    official = CodecConfig()
+    official = ConfigFile()
     # the two models of the paper
     recipe("dmcodec_lm", official, teacher="lm", lm_layers="1")
     recipe("dmcodec_combined", official, teacher="combined", lm_layers="1", sm_layers="1:8", sm_weight=0.5, lm_weight=0.5)

@@ -20,10 +20,9 @@ from ..codes import (
     save_codes,
     save_encoded,
 )
-from ..config import CodecConfig
+from ..config import ConfigFile
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
-from ..corpus.store import model_fingerprint
 from ..engine.windows import WindowPlan
 from ..errors import DmcodecError
 from ..inference import decode_file, encode_file
@@ -97,7 +96,7 @@ def encode(
         long = reader.duration > options.windows.longest_whole_seconds
         with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:
             codes = encode_file(codec, reader, n_q, options, bar.advance)
-    encoded = EncodedAudio(codes, reader.samples_read, codec.sample_rate, model_fingerprint(codec), options.dtype)
+    encoded = EncodedAudio(codes, reader.samples_read, codec.sample_rate, codec.fingerprint, options.dtype)
     if output.suffix.lower() == ".npz":
         save_encoded(output, encoded)
     else:
@@ -141,7 +140,7 @@ def decode(
                else load_encoded(input) if input.suffix.lower() == ".npz" else None)
     codec = load_model(model, pick_device(device))
     if encoded is not None:
-        codes = check_encoded(encoded, codec.config, model_fingerprint(codec), force, str(input))
+        codes = check_encoded(encoded, codec.config, codec.fingerprint, force, str(input))
         num_samples = encoded.num_samples
     else:
         codes = load_codes(input, codec.config)
@@ -167,7 +166,8 @@ def model_summary(model_spec: Optional[str]) -> dict:
     return {"model": model_spec, "fingerprint": codec.fingerprint, "parameters": params,
             "sample_rate": config.sample_rate, "hop_length": config.hop_length, "frame_rate": config.frame_rate,
             "n_q": config.n_q, "codebook_size": config.codebook_size,
-            "bitrate_bps": {str(k): config.bitrate(k) for k in range(1, config.n_q + 1)}, "config": config.to_dict()}
+            "bitrate_bps": {str(k): config.bitrate(k) for k in range(1, config.n_q + 1)},
+            "config": codec.config_file.to_dict()}
 
 
 def info_model(model_spec: Optional[str], json_out: bool, json_file: Optional[Path]) -> None:
@@ -235,7 +235,7 @@ def convert(
 
     check_release_output(output, checkpoint, config, overwrite)
     check_json_file(json_file, [checkpoint, *([config] if config else [])], overwrite)
-    codec = load_checkpoint(checkpoint, CodecConfig.from_json(config) if config else None)
+    codec = load_checkpoint(checkpoint, ConfigFile.from_json(config) if config else None)
     fingerprint = save_release(codec, output, torch.float16 if fp16 else torch.float32, inference_only)
     if report_json({"input": str(checkpoint), "output": str(output), "fingerprint": fingerprint}, json_out, json_file):
         return

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Optional
 from rich.console import Console
 
 from ..atomic import write_text_atomic
-from ..errors import DmcodecError
+from ..config import check_n_q as codebooks_to_keep
 from ..outputs import check_file_output, read_record
 
 #: Where output goes to a log or a pipe rather than a terminal, lines are this wide: tables and long
@@ -71,6 +71,4 @@ def report_json(summary: dict, json_out: bool, json_file: Optional[Path]) -> boo
 
 def check_n_q(n_q: Optional[int], available: int) -> Optional[int]:
     """``--n-q``: None (all codebooks) or 1..available."""
-    if n_q is not None and not 1 <= n_q <= available:
-        raise DmcodecError(f"--n-q must be between 1 and {available} for this model, got {n_q}")
-    return n_q
+    return codebooks_to_keep(n_q, available, "--n-q")

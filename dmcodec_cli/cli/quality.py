@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..errors import DmcodecError
 from ..inputs import read_transcripts
 from ..outputs import (
+    STORE_SUFFIXES,
     BadId,
     check_folder_output,
     check_writable,
@@ -36,7 +37,6 @@ ASR_HELP = ("ASR model for WER / WIL: Hugging Face id or local directory of a CT
             "or Whisper model.")
 TRANSCRIPTS_HELP = ("TSV of file and text (header with 'file' and 'text' columns, or the first two columns) "
                     "to compute WER against; files not in it are compared with the ASR transcript of the original.")
-STORE_SUFFIXES = (".h5", ".hdf5")
 SKIPPABLE = ("visqol", "dnsmos", "speaker")
 JSON_HELP = "Print the results as JSON on stdout instead of the tables."
 JSON_FILE_HELP = "Write all results to this JSON file; a re-run with the same file skips files already scored."

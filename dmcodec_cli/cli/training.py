@@ -62,24 +62,24 @@ def train(
     json_file: Optional[Path] = typer.Option(None, "--json-file", help=JSON_FILE_HELP),
 ) -> None:
     """Train or fine-tune a DM-Codec tokenizer with LM / SM distillation (see docs/training.md)."""
-    from ..config import CodecConfig
+    from ..config import ConfigFile
 
     inputs = [config, data, *([features] if features else [])]
     cpu = _on_cpu(device)
     check_run_folder(output, inputs, resume)
     check_json_file(json_file, inputs)
     run, build_options = _import_training()
-    codec_config = CodecConfig.from_json(config)
+    recipe = ConfigFile.from_json(config)
     sm_weight, lm_weight = _weights(weights)
-    options = build_options(codec_config, dict(
+    options = build_options(recipe, dict(
         teacher=teacher, sm_weight=sm_weight, lm_weight=lm_weight, lm_layers=lm_layers, sm_layers=sm_layers,
-        distill_loss=distill_loss, max_steps=max_steps, batch_size=batch_size, num_workers=num_workers))
+        distill_type=distill_loss, max_steps=max_steps, batch_size=batch_size, num_workers=num_workers))
     init_model = None
     if init is not None:
         from ..registry import load_model
 
         init_model = load_model(init, "cpu", for_inference=False)
-    result = run.train(codec_config, options, data, output, features, init_model, init, resume, cpu,
+    result = run.train(recipe, options, data, output, features, init_model, init, resume, cpu,
                        progress=not quiet)
     if not result.is_main:
         return

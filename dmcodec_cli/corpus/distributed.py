@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import torch
 
@@ -45,11 +45,11 @@ class Rank:
         if self.launched:
             torch.distributed.barrier()
 
-    def gather(self, value: object) -> list[object]:
-        """Every rank's ``value``, in rank order (only this rank's without a process group)."""
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value`` (picklable), in rank order (only this rank's without a process group)."""
         if not self.launched:
             return [value]
-        out: list[object] = [None] * self.world
+        out: list[Any] = [None] * self.world  # all_gather_object fills every slot
         torch.distributed.all_gather_object(out, value)
         return out
 
@@ -86,7 +86,7 @@ def from_environment(num_shards: int = 1, shard_index: int = 0, timeout_hours: f
     if world > 1:
         rank, local_rank = _environment_int("RANK", None), _environment_int("LOCAL_RANK", "0")
         if not 0 <= rank < world:
-                    raise DmcodecError(f"RANK={rank} in the environment is not in 0..{world - 1} (WORLD_SIZE={world})")
+            raise DmcodecError(f"RANK={rank} in the environment is not in 0..{world - 1} (WORLD_SIZE={world})")
         if not torch.distributed.is_initialized():
             # the barrier waits for the slowest rank's whole share: a long timeout
             torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(hours=timeout_hours))

@@ -20,7 +20,7 @@ from ..model import DMCodec
 from ..outputs import id_path, is_empty_folder, read_record, write_error, write_record
 from .progress import Quiet
 from .runner import Failure, check_failures_file, write_failures
-from .store import CodeStore, model_fingerprint
+from .store import CodeStore
 
 
 def codebook_stats(store: CodeStore) -> list[dict]:
@@ -144,9 +144,7 @@ def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathL
     outdir = Path(outdir)
     summary = DecodeSummary()
     with CodeStore(path) as store:
-        if store.meta.model_fingerprint != model_fingerprint(model):
-            raise DmcodecError(f"{path}: was made by model {store.meta.model_fingerprint[:16]}, not the given one "
-                               f"({model_fingerprint(model)[:16]}); pass the model that made it with --model")
+        store.check_model(model)
         missing = [name for name in ids or [] if name not in store]
         if missing:
             raise DmcodecError(f"{path}: no utterance {missing[0]!r} ({len(missing)} ids not found); "

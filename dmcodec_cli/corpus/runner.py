@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
@@ -17,15 +19,13 @@ from ..engine.windows import stitch, stream_pieces
 from ..errors import DmcodecError, printable
 from ..inputs import Item
 from ..model import DMCodec
-from ..outputs import BadId, id_path, is_empty_folder, read_record, write_record
+from ..outputs import STORE_SUFFIXES, BadId, id_path, is_empty_folder, read_record, write_record
 from .distributed import Rank
 from .journal import Journal, kill_point
-from .loader import Loaded, length_batches, read_audio
+from .loader import Failed, Loaded, length_batches, read_audio
 from .lock import StoreLock
 from .progress import Quiet
 from .store import CodeStore, Entry, StoreMeta, StoreWriter
-
-STORE_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,36 @@ def is_store_path(path: str | os.PathLike) -> bool:
 
 # -- where results go ------------------------------------------------------------------------------
 
+@dataclass
+class Prepared:
+    """What a sink found before the work: the ids already done, and the items it refuses (bad id, a file
+    that is not ours), which are failed items of the run."""
+
+    done: set[str]
+    refused: list[Failure] = field(default_factory=list)
+
+
+class Sink(Protocol):
+    """Where a run's codes go: a code store (``StoreSink``) or a folder of ``.npy`` files (``NpyTreeSink``)."""
+
+    failures_path: Path
+
+    def prepare(self, items: list[Item]) -> Prepared:
+        """Before the work (every rank): take the output, recover what a kill left, tell what is done."""
+
+    def add(self, entry: Entry) -> None:
+        """One input's codes."""
+
+    def close(self) -> None:
+        """This rank's last codes are added."""
+
+    def finalize(self, items: list[Item]) -> None:
+        """Main rank, after every rank closed: make the output whole."""
+
+    def release(self) -> None:
+        """Let go of the output (after the failures file is written, or when the run fails)."""
+
+
 class StoreSink:
     """Results -> journal segments in ``<store>.work/``; the main rank merges them into the store."""
 
@@ -87,8 +117,9 @@ class StoreSink:
         """The process that locks the store, recovers the journal and writes the store (rank 0 of a run)."""
         return self.rank.is_main or not self.rank.launched
 
-    def prepare(self) -> set[str]:
-        """Lock the store, check its model, recover what a kill left; return the ids already done.
+    def prepare(self, items: list[Item]) -> Prepared:
+        """Lock the store, check its model, recover what a kill left; the ids already done (every id can be
+        stored: none is refused).
 
         Refused (DmcodecError, on every rank) without touching the store or journal when another run
         holds the lock."""
@@ -107,7 +138,7 @@ class StoreSink:
         if self.path.exists():
             with CodeStore(self.path) as store:
                 done.update(store.ids)
-        return done
+        return Prepared(done)
 
     def _recover(self) -> None:
         """Under the lock: refuse a store of another model; delete a kill's temporary store and damaged segments."""
@@ -189,7 +220,7 @@ class NpyTreeSink:
                                    f"{TREE_RECORD}); write to a new folder or make the same codes")
         return True
 
-    def prepare(self, items: list[Item]) -> tuple[set[str], list[Failure]]:
+    def prepare(self, items: list[Item]) -> Prepared:
         """The ids already done, and the items refused (bad id, or an existing file that is not ours)."""
         ours = self.check()
         if (ours or self.overwrite) and (self.rank.is_main or not self.rank.launched):  # --overwrite takes it over
@@ -209,7 +240,7 @@ class NpyTreeSink:
                 if path.is_file():
                     done.add(item.id)
             self.paths[item.id] = path
-        return done, refused
+        return Prepared(done, refused)
 
     def add(self, entry: Entry) -> None:
         save_codes(self.paths[entry.id], entry.codes)
@@ -257,23 +288,32 @@ def write_failures(path: Path, failures: list[Failure]) -> str | None:
 
 # -- the run ---------------------------------------------------------------------------------------
 
-def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[tuple[Loaded, torch.Tensor | str]]:
-    """The kept codes of each item's piece, or why it has none: unreadable, or failed alone (a failing batch, e.g.
-    out of memory, is retried one item at a time)."""
-    if batch[0].samples is None:  # unreadable items come as batches of one
-        return [(batch[0], batch[0].error)]
+@dataclass(frozen=True)
+class PieceCodes:
+    """The kept codes [n_q, t] of one piece of an input."""
+
+    entry: Loaded
+    codes: torch.Tensor
+
+
+def _encode_batch(encoder: BatchEncoder, batch: list[Loaded]) -> list[PieceCodes | Failed]:
+    """The kept codes of each item's piece, or why it has none: it failed alone (a failing batch, e.g. out of
+    memory, is retried one item at a time)."""
     try:
-        return list(zip(batch, encoder.encode_pieces((e.part.piece, e.samples) for e in batch)))
+        codes = encoder.encode_pieces((e.part.piece, e.samples) for e in batch)
+        return [PieceCodes(entry, kept) for entry, kept in zip(batch, codes, strict=True)]
     except (RuntimeError, ValueError) as exc:
         if len(batch) == 1:
-            return [(batch[0], f"{batch[0].item.path}: encoding failed ({str(exc).splitlines()[0]})")]
+            entry = batch[0]
+            reason = f"{entry.item.path}: encoding failed ({str(exc).splitlines()[0]})"
+            return [Failed(entry.position, entry.item, reason, entry.part)]
     return [result for entry in batch for result in _encode_batch(encoder, [entry])]
 
 
 class _Pieces:
     """The kept codes of inputs' pieces, as they come -> each input's codes once all have come."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.kept: dict[int, dict[int, torch.Tensor]] = {}
         self.failed: set[int] = set()
 
@@ -289,7 +329,7 @@ class _Pieces:
         del self.kept[entry.position]
         return stitch([kept[i] for i in range(part.index + 1)])
 
-    def fail(self, entry: Loaded) -> bool:
+    def fail(self, entry: Failed) -> bool:
         """Forget a failed input's pieces; True the first time (so that it is reported once)."""
         self.kept.pop(entry.position, None)
         first = entry.position not in self.failed
@@ -297,46 +337,62 @@ class _Pieces:
         return first
 
 
-def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, progress) -> tuple[int, float, list]:
+@dataclass
+class RankResult:
+    """What one rank did: inputs encoded, their seconds of audio, its failures, and its inputs already done."""
+
+    encoded: int = 0
+    seconds: float = 0.0
+    failures: list[Failure] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _results(model: DMCodec, todo: list[Item], options: RunOptions) -> Iterator[PieceCodes | Failed]:
+    """Every piece of ``todo``, read in workers and encoded in length-sorted batches, as it comes."""
     encoder = BatchEncoder(model, options.engine)
     rate = model.sample_rate
     batch_samples = int(options.engine.batch_seconds * rate)
     cut = functools.partial(stream_pieces, hop=model.hop_length, sample_rate=rate, plan=options.engine.windows)
-    encoded, seconds, failures = 0, 0.0, []
-    pieces = _Pieces()
     loaded = read_audio(todo, rate, cut, options.workers)
     for batch in length_batches(loaded, batch_samples, int(options.pool_factor * batch_samples)):
-        for entry, result in _encode_batch(encoder, batch):
-            if isinstance(result, str):
-                if pieces.fail(entry):
-                    failures.append(Failure(entry.item.id, str(entry.item.path), result))
-                    progress.advance(1, 0.0, failed=1)
-                continue
-            if (result := pieces.add(entry, result)) is None:
-                continue
-            sink.add(Entry(entry.item.id, entry.num_samples, result.numpy()))
-            encoded += 1
-            seconds += entry.num_samples / rate
-            progress.advance(1, entry.num_samples / rate)
+        yield from [batch] if isinstance(batch, Failed) else _encode_batch(encoder, batch)
+
+
+def _encode_items(model: DMCodec, todo: list[Item], sink: Sink, options: RunOptions, progress: Quiet) -> RankResult:
+    done, pieces, rate = RankResult(), _Pieces(), model.sample_rate
+    for result in _results(model, todo, options):
+        if isinstance(result, Failed):
+            if pieces.fail(result):
+                done.failures.append(Failure(result.item.id, str(result.item.path), result.reason))
+                progress.advance(1, 0.0, failed=1)
+            continue
+        entry = result.entry
+        if (codes := pieces.add(entry, result.codes)) is None:
+            continue
+        sink.add(Entry(entry.item.id, entry.num_samples, codes.numpy()))
+        done.encoded += 1
+        done.seconds += entry.num_samples / rate
+        progress.advance(1, entry.num_samples / rate)
     sink.close()
-    return encoded, seconds, failures
+    return done
 
 
-def _run(model: DMCodec, items: list[Item], output: Path, sink, done: set[str], options: RunOptions, rank: Rank,
-         progress: Quiet) -> RunSummary:
+def _run(model: DMCodec, items: list[Item], output: Path, sink: Sink, done: set[str], options: RunOptions,
+         rank: Rank, progress: Quiet) -> RunSummary:
     """Encode this rank's share of ``items`` not in ``done``; the summary of all ranks."""
     mine = rank.share(items)
     todo = [item for item in mine if item.id not in done]
     progress.start(len(mine), "encode" if rank.world == 1 else f"encode (rank {rank.rank}/{rank.world})")
     progress.advance(len(mine) - len(todo), 0.0)
     try:
-        encoded, seconds, failures = _encode_items(model, todo, sink, options, progress)
+        result = _encode_items(model, todo, sink, options, progress)
     finally:
         progress.stop()
-    results = rank.gather((encoded, seconds, failures, len(mine) - len(todo)))
+    result.skipped = len(mine) - len(todo)
+    results = rank.gather(result)
     rank.barrier()
-    return RunSummary(str(output), len(items), sum(r[0] for r in results), sum(r[3] for r in results),
-                      [f for r in results for f in r[2]], sum(r[1] for r in results))
+    return RunSummary(str(output), len(items), sum(r.encoded for r in results), sum(r.skipped for r in results),
+                      [f for r in results for f in r.failures], sum(r.seconds for r in results))
 
 
 def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike, options: RunOptions = RunOptions(),
@@ -351,22 +407,17 @@ def tokenize_corpus(model: DMCodec, items: list[Item], output: str | os.PathLike
     start = time.monotonic()
     output = Path(output)
     meta = StoreMeta.for_model(model, options.engine.n_q, options.engine.dtype)
-    refused: list[Failure] = []  # items whose output cannot be written (bad id, a file that is not ours)
     store = is_store_path(output)
     check_failures_file(output.with_name(output.stem + ".failures.tsv") if store else output / "failures.tsv",
                         overwrite)  # before the store's lock is taken
-    if store:
-        sink = StoreSink(output, meta, rank, options)
-        done = sink.prepare()
-    else:
-        sink = NpyTreeSink(output, meta, rank, overwrite)
-        done, refused = sink.prepare(items)
-        bad = {failure.id for failure in refused}
-        items = [item for item in items if item.id not in bad]
+    sink: Sink = StoreSink(output, meta, rank, options) if store else NpyTreeSink(output, meta, rank, overwrite)
+    prepared = sink.prepare(items)
+    refused = {failure.id for failure in prepared.refused}
+    items = [item for item in items if item.id not in refused]
     try:
-        summary = _run(model, items, output, sink, done, options, rank, progress)
-        summary.total += len(refused)
-        summary.failures[:0] = refused
+        summary = _run(model, items, output, sink, prepared.done, options, rank, progress)
+        summary.total += len(prepared.refused)
+        summary.failures[:0] = prepared.refused
         if rank.is_main or not rank.launched:
             sink.finalize(items)
             position = {item.id: i for i, item in enumerate(items)}

@@ -29,6 +29,7 @@ import numpy as np
 from ..config import RANGES
 from ..engine.encoder import DTYPES
 from ..errors import DmcodecError
+from ..model import DMCodec
 
 FORMAT = "dmcodec-codes"
 FORMAT_VERSION = 1
@@ -46,14 +47,14 @@ class StoreMeta:
     n_q: int
     codebook_size: int
     model_fingerprint: str
-    config: str  #: the model's CodecConfig as JSON
+    config: str  #: the model's config file (``ConfigFile``) as JSON
     dtype: str = "fp32"  #: encoder arithmetic
 
     @classmethod
-    def for_model(cls, model, n_q: int | None = None, dtype: str = "fp32") -> "StoreMeta":
+    def for_model(cls, model: DMCodec, n_q: int | None = None, dtype: str = "fp32") -> "StoreMeta":
         c = model.config
-        return cls(c.sample_rate, c.frame_rate, n_q or c.n_q, c.codebook_size, model_fingerprint(model),
-                   json.dumps(c.to_dict(), sort_keys=True), dtype)
+        return cls(c.sample_rate, c.frame_rate, n_q or c.n_q, c.codebook_size, model.fingerprint,
+                   json.dumps(model.config_file.to_dict(), sort_keys=True), dtype)
 
     def check_compatible(self, other: "StoreMeta", source: str) -> None:
         """Refuse to mix codes of another model or another number of codebooks."""
@@ -66,16 +67,6 @@ class StoreMeta:
         if other.dtype != self.dtype:
             raise DmcodecError(f"{source}: holds codes of {other.dtype} arithmetic, this run makes {self.dtype} "
                                "ones; use the same --dtype or a new store")
-
-
-def model_fingerprint(model) -> str:
-    """The loader's fingerprint; for a model built in code, one computed from its weights."""
-    if model.fingerprint:
-        return model.fingerprint
-    from ..checkpoint import fingerprint
-
-    model.fingerprint = fingerprint(model.state_dict())
-    return model.fingerprint
 
 
 @dataclass
@@ -158,7 +149,7 @@ def _read_attrs(path: Path, attrs) -> StoreMeta:
         parsed = json.loads(config) if config is not None else None
     except (json.JSONDecodeError, RecursionError):
         parsed = None
-    if not isinstance(parsed, dict):
+    if config is None or not isinstance(parsed, dict):
         raise StoreError(path, "attribute config must be the model's config as a JSON object")
     for name, value in (("sample_rate", sample_rate), ("codebook_size", codebook_size)):
         if name in parsed and parsed[name] != value:
@@ -166,7 +157,7 @@ def _read_attrs(path: Path, attrs) -> StoreMeta:
     if _integer(parsed.get("n_q")) is not None and n_q > parsed["n_q"]:
         raise StoreError(path, f"attribute n_q is {n_q} but its model has only {parsed['n_q']} codebooks")
     dtype = _text(attrs.get("dtype", "fp32"))
-    if dtype not in DTYPES:
+    if dtype is None or dtype not in DTYPES:
         raise StoreError(path, f"attribute dtype must be one of {', '.join(DTYPES)}, got {attrs['dtype']!r}")
     return StoreMeta(sample_rate, float(frame_rate), n_q, codebook_size, fingerprint, config, dtype)
 
@@ -238,14 +229,16 @@ def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarra
         raise StoreError(path, f"utterance {i} has {offsets[i + 1] - offsets[i]} frames but num_samples "
                                f"{num_samples[i]} needs ceil({num_samples[i]} / {hop}) = {expected[i]} "
                                f"({len(wrong)} utterances disagree)")
-    ids = [_text(s) for s in ids_node[:]]
-    if any(not name for name in ids):
-        i = next(i for i, name in enumerate(ids) if not name)
+    texts = [_text(s) for s in ids_node[:]]
+    ids = [name for name in texts if name]
+    if len(ids) != len(texts):
+        i = next(i for i, name in enumerate(texts) if not name)
         raise StoreError(path, f"id of utterance {i} is empty or not UTF-8 text")
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        twice = next(name for name in ids if name in seen or seen.add(name))
-        raise StoreError(path, f"id {twice!r} appears more than once (ids must be unique)")
+    seen: set[str] = set()
+    for name in ids:
+        if name in seen:
+            raise StoreError(path, f"id {name!r} appears more than once (ids must be unique)")
+        seen.add(name)
     return offsets, num_samples.astype(np.int64), ids
 
 
@@ -323,6 +316,12 @@ class CodeStore:
         for start in range(0, self.total_frames, frames):
             stop = min(start + frames, self.total_frames)
             yield self._read(start, stop, f"frames {start:,} to {stop:,}")
+
+    def check_model(self, model: DMCodec) -> None:
+        """Refuse to decode the store with another model than the one that made it."""
+        if self.meta.model_fingerprint != model.fingerprint:
+            raise DmcodecError(f"{self.path}: was made by model {self.meta.model_fingerprint[:16]}, not the given "
+                               f"one ({model.fingerprint[:16]}); pass the model that made it with --model")
 
     @property
     def total_frames(self) -> int:

@@ -18,15 +18,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..config import CodecConfig
+from ..config import OFFICIAL as CODEC
 from ..errors import DmcodecError
 from ..inputs import transcript_for
 from .align import ALIGNMENTS, align_ctc, align_pad, even_word_spans, rescale_span
 from .features import DTYPES, FeatureWriter, GroupSpec
 from .manifest import Segment, read_segments
 from .teachers import Layer, load_teacher
-
-CODEC = CodecConfig()  # frame geometry only: 16 kHz, hop 320, 50 Hz
 
 
 @dataclass(frozen=True)
@@ -207,14 +205,14 @@ def _run_batch(batch: list[tuple[Segment, int]], root: Path, teachers: dict, opt
         rows = [i for i, sid in enumerate(ids) if not store.has("sm", sid)]
         if rows:
             features = teachers["sm"].features(audio[rows], frames, options.sm_layer).cpu().numpy()
-            for row, feats in zip(rows, features):
+            for row, feats in zip(rows, features, strict=True):
                 store.write("sm", ids[row], feats)
             report.computed["sm"] += len(rows)
     if "lm" in teachers:
         rows = [i for i, sid in enumerate(ids) if not store.has("lm", sid)]
         if rows:
             texts, features = _lm_features([batch[i][0] for i in rows], audio[rows], frames, teachers, options, report)
-            for row, text, feats in zip(rows, texts, features):
+            for row, text, feats in zip(rows, texts, features, strict=True):
                 store.write("lm", ids[row], feats, attrs={"text": text})
             report.computed["lm"] += len(rows)
 
@@ -244,7 +242,7 @@ def _lm_features(segments: list[Segment], audio: torch.Tensor, frames: int, teac
         padded = lm.pad_features(texts, frames, options.lm_layer)
         return texts, [align_pad(row, frames) for row in padded]
     encoded = lm.word_features(words, options.lm_layer)
-    return texts, [align_ctc(feats, owner, span, frames) for (feats, owner), span in zip(encoded, spans)]
+    return texts, [align_ctc(feats, owner, span, frames) for (feats, owner), span in zip(encoded, spans, strict=True)]
 
 
 def _known_spans(stt, log_probs: np.ndarray, index: int, words: list[str], frames: int,

@@ -21,13 +21,14 @@ import soundfile as sf
 
 from ..atomic import write_text_atomic
 from ..audio import save_audio
+from ..config import OFFICIAL
 from ..errors import DmcodecError, printable
 from .manifest import Segment, write_segments
 from .segments import TAIL_RULES, Cut, consecutive_cuts, cut_audio, one_crop
 from .sources import Utterance
 from .splits import choose_subset, rng_for, split_groups, split_key
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = OFFICIAL.sample_rate  #: segments are made for the official frame geometry
 PREP_FORMAT = "dmcodec-prep"
 MIN_SEGMENT_SECONDS = 0.02  #: one code frame (320 samples at 16 kHz)
 MAX_SEGMENT_SECONDS = 3600.0

@@ -17,12 +17,13 @@ from typing import Callable, Sequence, Union
 import numpy as np
 import torch
 
+from ..config import OFFICIAL
 from ..errors import DmcodecError
 from .align import WordSpan, forced_word_spans, greedy_word_spans
 
 Layer = Union[str, int]
-HOP = 320  #: codec samples per frame at 16 kHz
-SAMPLE_RATE = 16000
+HOP = OFFICIAL.hop_length  #: codec samples per frame at 16 kHz
+SAMPLE_RATE = OFFICIAL.sample_rate
 
 
 def parse_layer(value: str | int) -> Layer:
@@ -63,7 +64,7 @@ def conv_geometry(config) -> tuple[int, int]:
     """(stride, receptive field) in samples of a wav2vec2-style convolutional feature encoder."""
     strides, kernels = list(config.conv_stride), list(config.conv_kernel)
     receptive, jump = 1, 1
-    for kernel, stride in zip(kernels, strides):
+    for kernel, stride in zip(kernels, strides, strict=True):
         receptive += (kernel - 1) * jump
         jump *= stride
     return jump, receptive
@@ -231,7 +232,7 @@ class TextEncoderTeacher:
                 chunks.append(list(words[first:last]))
                 owners.append((text_index, first))
         parts: list[list] = [[] for _ in words_per_text]
-        for (text_index, first), (features, word_ids) in zip(owners, self._encode_chunks(chunks, layer)):
+        for (text_index, first), (features, word_ids) in zip(owners, self._encode_chunks(chunks, layer), strict=True):
             parts[text_index].append((features, word_ids + first))
         return [(np.concatenate([f for f, _ in p]) if p else np.zeros((0, self.dim), np.float32),
                  np.concatenate([w for _, w in p]) if p else np.zeros(0, np.int64)) for p in parts]

@@ -58,7 +58,7 @@ class CodeDataset(Dataset):
         lengths = torch.tensor([item["tokens"].shape[-1] for item in items], dtype=torch.int64)
         first = items[0]["tokens"]
         batch = torch.full((len(items), *first.shape[:-1], int(lengths.max())), self.spec.pad, dtype=torch.int64)
-        for row, item in zip(batch, items):
+        for row, item in zip(batch, items, strict=True):
             row[..., :item["tokens"].shape[-1]] = item["tokens"]
         return {"ids": [item["id"] for item in items], "tokens": batch, "lengths": lengths}
 

@@ -53,7 +53,7 @@ def spectrogram_png(path: str | os.PathLike, reference: np.ndarray, degraded: np
     seconds = max(len(reference), len(degraded)) / METRIC_RATE
     figure = _figure(10, 5.5)
     axes = figure.subplots(2, 1, sharex=True)
-    for ax, mel, label in zip(axes, mels, ("original", "reconstructed / degraded")):
+    for ax, mel, label in zip(axes, mels, ("original", "reconstructed / degraded"), strict=True):
         frames = mel.shape[1]
         image = ax.imshow(mel, origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma",
                           extent=(0, frames * 240 / METRIC_RATE, 0, mel.shape[0]))
@@ -80,7 +80,7 @@ def bitrate_png(path: str | os.PathLike, levels: list[dict]) -> None:
         means = [p[1]["mean"] for p in points]
         errors = [p[1]["ci95"] or 0.0 for p in points]
         ax.errorbar(kbps, means, yerr=errors, marker="o", capsize=3)
-        for (x, _), level in zip(points, [lv for lv in levels if lv["summary"][name]["mean"] is not None]):
+        for (x, _), level in zip(points, [lv for lv in levels if lv["summary"][name]["mean"] is not None], strict=True):
             ax.annotate(f"n_q={level['n_q']}", (x, level["summary"][name]["mean"]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
         ax.set_xlabel("bitrate (kbps)")

@@ -191,10 +191,6 @@ def store_reader(store: "CodeStore") -> StoredCodes:
 
 def check_store_model(store: "CodeStore", model: DMCodec, levels: Sequence[int]) -> None:
     """Refuse a store made by another model, or fewer codebooks in it than asked for."""
-    from ..corpus.store import model_fingerprint
-
-    if store.meta.model_fingerprint != model_fingerprint(model):
-        raise DmcodecError(f"{store.path}: was made by model {store.meta.model_fingerprint[:16]}, not the given one "
-                           f"({model_fingerprint(model)[:16]}); pass the model that made it with --model")
+    store.check_model(model)
     if max(levels) > store.meta.n_q:
         raise DmcodecError(f"{store.path}: holds {store.meta.n_q} codebooks; --n-q can be at most {store.meta.n_q}")

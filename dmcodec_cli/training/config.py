@@ -1,7 +1,9 @@
-"""Training options: the codec config's training keys plus ours, kept under the config's ``extra`` key.
+"""Training options: ours, kept under the config's ``extra`` key, beside the official training keys.
 
-A recipe is a codec ``config.json`` (the official file loads as it is) whose ``extra`` object may set any
-field of :class:`TrainOptions`; command-line options override the recipe. Unknown keys are an error.
+A recipe is a codec ``config.json`` (the official file loads as it is): its training keys
+(``config.TrainingKeys``: loss weights, the mel loss, optimiser defaults) are read where they are, and its
+``extra`` object may set any field of :class:`TrainOptions`; command-line options override the recipe.
+Unknown keys are an error.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import CodecConfig
+from ..config import TRAINING_KEYS, ConfigError, ConfigFile, TrainingKeys
 from ..errors import DmcodecError
 from .discriminators import DiscriminatorConfig
 
@@ -43,20 +45,16 @@ def parse_layers(spec: str | int | list[int], n_q: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Everything the trainer reads besides the codec architecture (see docs/training.md)."""
+    """Everything the trainer reads besides the codec architecture (see docs/training.md): the recipe's
+    official ``training_keys`` (the loss weights and the mel loss are read there) and our options."""
 
+    training_keys: TrainingKeys = field(default_factory=TrainingKeys)
     teacher: str = "combined"  #: combined | lm | sm | none
     sm_weight: float = 0.5  #: lambda_SM of the combined teacher
     lm_weight: float = 0.5  #: lambda_LM of the combined teacher
     lm_layers: tuple[int, ...] = (0,)  #: 0-based quantizer layers summed for the LM feature
     sm_layers: tuple[int, ...] = tuple(range(8))  #: 0-based quantizer layers summed for the SM feature
-    distill_loss: str = "d_axis"
-    lambda_sim: float = 1.0
-    # loss weights (defaults: the official config)
-    recon_weight: float = 500.0
-    mel_weights: tuple[float, ...] = (45.0, 1.0, 1.0, 1.0)
-    commit_weight: float = 10.0
-    distill_weight: float = 120.0
+    # the GAN's loss weights (the others are training_keys')
     feature_weight: float = 1.0  #: on top of feature matching's built-in x2
     adversarial_weight: float = 1.0
     adversarial_start: int = 0  #: steps of reconstruction-only training before the GAN terms start
@@ -89,8 +87,6 @@ class TrainOptions:
         problems = []
         if self.teacher not in TEACHERS:
             problems.append(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
-        if self.distill_loss not in ("d_axis", "t_axis"):
-            problems.append(f"distill_loss must be d_axis or t_axis, got {self.distill_loss!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             problems.append(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         for name in ("batch_size", "segment_size", "log_every", "valid_every", "save_every", "decay_every"):
@@ -118,48 +114,64 @@ class TrainOptions:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready: the training keys as ``config.json`` writes them."""
+        return {**dataclasses.asdict(self), "training_keys": self.training_keys.to_dict()}
 
 
-def _from_codec(config: CodecConfig) -> dict[str, Any]:
-    """The training keys of the official config, under our names."""
-    return dict(distill_loss=config.distill_type, lambda_sim=config.lambda_sim,
-                recon_weight=float(config.recon_loss_lambda), mel_weights=tuple(map(float, config.mel_loss_lambdas)),
-                commit_weight=float(config.commitment_loss_lambda), distill_weight=float(config.distill_loss_lambda),
-                learning_rate=config.learning_rate, betas=tuple(config.betas), weight_decay=float(config.wd),
-                warmup_steps=config.num_warmup_steps, lr_decay=config.lr_decay, seed=config.seed,
-                batch_size=config.batch_size, segment_size=config.segment_size, epochs=config.epochs,
-                log_every=config.log_steps, save_every=config.save_model_steps, keep_checkpoints=config.num_ckpt_keep,
-                showpiece_num=config.showpiece_num)
+def _defaults(keys: TrainingKeys) -> dict[str, Any]:
+    """The options whose defaults are official training keys (``extra`` may set them under these names)."""
+    return dict(learning_rate=keys.learning_rate, betas=tuple(keys.betas), weight_decay=float(keys.wd),
+                warmup_steps=keys.num_warmup_steps, lr_decay=keys.lr_decay, seed=keys.seed,
+                batch_size=keys.batch_size, segment_size=keys.segment_size, epochs=keys.epochs,
+                log_every=keys.log_steps, save_every=keys.save_model_steps, keep_checkpoints=keys.num_ckpt_keep,
+                showpiece_num=keys.showpiece_num)
 
 
-def build_options(config: CodecConfig, overrides: dict[str, Any] | None = None) -> TrainOptions:
-    """Options from the codec config, then its ``extra`` object, then ``overrides`` (non-None values).
+def build_options(config: ConfigFile, overrides: dict[str, Any] | None = None) -> TrainOptions:
+    """Options from the recipe's training keys, then its ``extra`` object, then ``overrides`` (non-None values).
 
+    ``overrides`` may also replace training keys by their attribute name (``--distill-loss``: ``distill_type``).
     Layer lists may be given 1-based as strings ("1:8") in ``extra`` and ``overrides``.
     """
-    values = _from_codec(config)
-    known = {f.name for f in dataclasses.fields(TrainOptions)}
-    for source, name in ((config.extra, "the config's extra"), (overrides or {}, "the options")):
+    keys, n_q = config.training, config.codec.n_q
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    official = {f.name for f in dataclasses.fields(TrainingKeys)} - {"extra", "absent"}
+    if given.keys() & official:
+        keys = _replace_keys(keys, {k: given.pop(k) for k in given.keys() & official})
+    values = {**_defaults(keys), "training_keys": keys}
+    known = {f.name for f in dataclasses.fields(TrainOptions)} - {"training_keys"}
+    for source, name in ((keys.extra, "the config's extra"), (given, "the options")):
         unknown = sorted(set(source) - known)
         if unknown:
-            raise DmcodecError(f"unknown training option(s) in {name}: {', '.join(unknown)}")
+            raise DmcodecError(f"unknown training option(s) in {name}: {', '.join(unknown)}{_hint(unknown)}")
         values.update({k: v for k, v in source.items() if v is not None})
     for key in ("lm_layers", "sm_layers"):
         if key in values and not isinstance(values[key], tuple):
-            values[key] = parse_layers(values[key], config.n_q)
+            values[key] = parse_layers(values[key], n_q)
     values.setdefault("lm_layers", (0,))
-    values.setdefault("sm_layers", tuple(range(min(8, config.n_q))))
+    values.setdefault("sm_layers", tuple(range(min(8, n_q))))
     if isinstance(values.get("discriminator"), dict):
         try:
             disc = {k: tuple(v) if isinstance(v, list) else v for k, v in values["discriminator"].items()}
             values["discriminator"] = DiscriminatorConfig(**disc)
         except TypeError as exc:
             raise DmcodecError(f"invalid discriminator options: {exc}") from None
-    for key in ("mel_weights", "betas"):
-        values[key] = tuple(values[key])
+    values["betas"] = tuple(values["betas"])
     for group in ("lm_layers", "sm_layers"):
-        if max(values[group]) >= config.n_q:
+        if max(values[group]) >= n_q:
             raise DmcodecError(f"{group}: layer {max(values[group]) + 1} does not exist in a model with "
-                               f"{config.n_q} quantizers")
+                               f"{n_q} quantizers")
     return TrainOptions(**values)
+
+
+def _replace_keys(keys: TrainingKeys, changes: dict[str, Any]) -> TrainingKeys:
+    try:
+        return keys.replace(**changes)
+    except ConfigError as exc:
+        raise DmcodecError(f"invalid training options: {'; '.join(exc.problems)}") from None
+
+
+def _hint(unknown: list[str]) -> str:
+    """Official training keys are set at the config's top level, under their own names."""
+    official = sorted(set(unknown) & TRAINING_KEYS)
+    return f" ({', '.join(official)}: set at the top level of the config, not in extra)" if official else ""

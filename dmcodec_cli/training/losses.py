@@ -9,10 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import CodecConfig
+from ..config import DISTILL_TYPES, TrainingKeys
 from ..mel import LogMel
-
-DISTILL_LOSSES = ("d_axis", "t_axis")
 
 
 def _check_features(feature: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -48,24 +46,25 @@ def distill_loss(kind: str, feature: Tensor, target: Tensor, lambda_sim: float =
         return d_axis_loss(feature, target)
     if kind == "t_axis":
         return t_axis_loss(feature, target, lambda_sim)
-    raise ValueError(f"unknown distillation loss {kind!r}; use one of {', '.join(DISTILL_LOSSES)}")
+    raise ValueError(f"unknown distillation loss {kind!r}; use one of {', '.join(DISTILL_TYPES)}")
 
 
 class MultiScaleMelLoss(nn.Module):
-    """Weighted L1 between log-mels at n_fft, n_fft/2, ... (hop and window scaled the same way).
+    """Weighted L1 between log-mels at n_fft, n_fft/2, ... (hop and window scaled the same way), one scale per
+    weight of ``mel_loss_lambdas``; the STFT of the first scale and the mel band are the training keys'.
 
     Returns the weighted sum and the per-scale values (for logging).
     """
 
-    def __init__(self, config: CodecConfig, weights: Sequence[float] | None = None):
+    def __init__(self, sample_rate: int, keys: TrainingKeys):
         super().__init__()
-        self.weights = tuple(float(w) for w in (config.mel_loss_lambdas if weights is None else weights))
-        fmax = config.fmax_for_loss or config.sample_rate / 2
+        self.weights = tuple(float(w) for w in keys.mel_loss_lambdas)
+        fmax = keys.fmax_for_loss or sample_rate / 2
         with warnings.catch_warnings():  # 80 mels over the 65 bins of n_fft 128 leave empty filters, as in the paper
             warnings.filterwarnings("ignore", message="At least one mel filter")
             self.mels = nn.ModuleList(
-                LogMel(config.sample_rate, config.n_fft // 2**i, config.hop_size // 2**i, config.win_size // 2**i,
-                       config.num_mels, config.fmin, fmax)
+                LogMel(sample_rate, keys.mel_n_fft // 2**i, keys.mel_hop_length // 2**i,
+                       keys.mel_win_length // 2**i, keys.num_mels, keys.fmin, fmax)
                 for i in range(len(self.weights)))
 
     def forward(self, real: Tensor, fake: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -75,15 +74,15 @@ class MultiScaleMelLoss(nn.Module):
             a, b = mel(real), mel(fake)
             frames = min(a.shape[-1], b.shape[-1])
             values.append(F.l1_loss(b[..., :frames], a[..., :frames]))
-        total = sum(w * v for w, v in zip(self.weights, values))
+        total = sum(w * v for w, v in zip(self.weights, values, strict=True))
         return total, values
 
 
 def feature_matching_loss(real_maps: Sequence[Sequence[Tensor]], fake_maps: Sequence[Sequence[Tensor]]) -> Tensor:
     """2 x sum over discriminators and layers of mean |real - fake| (real maps are targets, detached)."""
     loss = 0.0
-    for real_layers, fake_layers in zip(real_maps, fake_maps):
-        for real, fake in zip(real_layers, fake_layers):
+    for real_layers, fake_layers in zip(real_maps, fake_maps, strict=True):
+        for real, fake in zip(real_layers, fake_layers, strict=True):
             loss = loss + torch.mean(torch.abs(real.detach() - fake))
     return 2 * loss
 
@@ -95,4 +94,5 @@ def generator_adversarial_loss(fake_scores: Sequence[Tensor]) -> Tensor:
 
 def discriminator_loss(real_scores: Sequence[Tensor], fake_scores: Sequence[Tensor]) -> Tensor:
     """Least squares: sum over discriminators of mean (1 - D(real))^2 + mean D(fake)^2."""
-    return sum(torch.mean((1 - real) ** 2) + torch.mean(fake ** 2) for real, fake in zip(real_scores, fake_scores))
+    return sum(torch.mean((1 - real) ** 2) + torch.mean(fake ** 2)
+               for real, fake in zip(real_scores, fake_scores, strict=True))

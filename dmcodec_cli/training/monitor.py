@@ -76,7 +76,7 @@ def _mel_figure(real: Tensor, fake: Tensor):
     except ImportError:
         return None
     figure, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for ax, mel, title in zip(axes, (real, fake), ("original", "reconstruction")):
+    for ax, mel, title in zip(axes, (real, fake), ("original", "reconstruction"), strict=True):
         ax.imshow(mel.numpy(), origin="lower", aspect="auto", interpolation="none")
         ax.set_title(title)
     figure.tight_layout()

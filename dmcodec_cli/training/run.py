@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import save_release
-from ..config import CodecConfig
+from ..config import ConfigFile
 from ..errors import DmcodecError
 from ..model import DMCodec
 from . import state as saved
@@ -82,18 +82,21 @@ class TrainResult:
     is_main: bool = True  #: False in the other processes of a multi-process run (they print nothing)
 
 
-def _run_record(config: CodecConfig, options: TrainOptions, manifest: Path, features: Path | None,
+def _run_record(config: ConfigFile, options: TrainOptions, manifest: Path, features: Path | None,
                 init: str | None, world: int, segments: int) -> dict[str, Any]:
+    """``codec_config``: the trained model's config file (the recipe's, or the ``--init`` model's)."""
     return {"codec_config": config.to_dict(), "options": json.loads(json.dumps(options.to_dict())),
             "manifest": str(manifest), "features": str(features) if features else None, "init": init,
             "world_size": world, "train_segments": segments}
 
 
 def _check_resumable(old: dict[str, Any], new: dict[str, Any], path: Path) -> None:
+    """Refuse other settings than the recorded ones; an option the record does not hold (it was written when the
+    option did not exist) is not compared."""
     keys = ("codec_config", "manifest", "features", "init", "world_size", "train_segments")
     changed = [k for k in keys if old.get(k) != new.get(k)]
     changed += [f"options.{k}" for k in new["options"]
-                if k not in RESUMABLE_CHANGES and old["options"].get(k) != new["options"][k]]
+                if k not in RESUMABLE_CHANGES and old["options"].get(k, new["options"][k]) != new["options"][k]]
     if changed:
         raise DmcodecError(f"{path}: --resume with other settings than the run being resumed ({', '.join(changed)}); "
                            "give the same --config, data and options, or start a new -o folder")
@@ -157,25 +160,28 @@ def _validate(trainer: Trainer, loader, paths: Paths, monitor: Monitor) -> None:
     acc.wait_for_everyone()
 
 
-def train(config: CodecConfig, options: TrainOptions, manifest: str | os.PathLike, out: str | os.PathLike,
+def train(config: ConfigFile, options: TrainOptions, manifest: str | os.PathLike, out: str | os.PathLike,
           features: str | os.PathLike | None = None, init_model: DMCodec | None = None, init: str | None = None,
           resume: bool = False, cpu: bool = False, progress: bool = True) -> TrainResult:
     """Train a codec and export ``out/last`` (and ``out/best`` when there is a validation split).
 
-    ``init_model`` (loaded from ``init``) replaces a freshly initialised model built from ``config``.
+    ``init_model`` (loaded from ``init``) replaces a freshly initialised model built from the recipe
+    ``config``; its releases carry the config file of the model trained (the recipe's, or ``init_model``'s).
     """
     paths, manifest = Paths(Path(out)), Path(manifest)
     if options.teachers and features is None:
         raise DmcodecError(f"--teacher {options.teacher} needs --features (a file from `dmcodec extract`); "
                            "or train with --teacher none")
     acc = make_accelerator(options, cpu)
-    codec_config = init_model.config if init_model is not None else config
+    model_file = init_model.config_file if init_model is not None else config
+    codec_config = model_file.codec
+    ConfigFile(codec_config, options.training_keys)  # the recipe's mel loss must fit the model's sample rate
     train_segments, root = load_segments(manifest, "train")
     valid_segments, _ = load_segments(manifest, "valid")
     groups = options.teachers
     if groups:
         check_features(features, groups, train_segments + valid_segments, codec_config)
-    record = _run_record(codec_config, options, manifest.resolve(), Path(features).resolve() if features else None,
+    record = _run_record(model_file, options, manifest.resolve(), Path(features).resolve() if features else None,
                          init, acc.num_processes, len(train_segments))
     checkpoint = _start(paths, resume, record)
     acc.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
@@ -184,7 +190,7 @@ def train(config: CodecConfig, options: TrainOptions, manifest: str | os.PathLik
         paths.run.write_text(json.dumps(record, indent=2) + "\n")
 
     torch.manual_seed(options.seed)
-    codec = init_model if init_model is not None else DMCodec(codec_config)
+    codec = init_model if init_model is not None else DMCodec(config.codec, config.training)
     trainer = build_trainer(codec, options, acc)
     if checkpoint is not None:
         state, rng = saved.load(checkpoint, acc.process_index)

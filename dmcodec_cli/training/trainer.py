@@ -44,13 +44,8 @@ class DistillCodec(nn.Module):
     def forward(self, audio: Tensor) -> tuple[CodecOutput, dict[str, Tensor]]:
         first = next(iter(self.layers.values()), (0,))
         out = self.codec(audio, distill_layers=first)
-        features = {}
-        for group, layers in self.layers.items():
-            if layers == first:
-                features[group] = out.feature
-            else:
-                summed = torch.stack([out.layer_outputs[i] for i in layers]).sum(0)
-                features[group] = self.codec.transform(summed.transpose(1, 2))
+        features = {group: out.feature if layers == first else self.codec.distill_feature(out.layer_outputs, layers)
+                    for group, layers in self.layers.items()}
         return out, features
 
 
@@ -84,7 +79,8 @@ class Trainer:
 
 def distill_terms(options: TrainOptions, features: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
     """``distill_<group>`` for each teacher and ``distill``, their weighted sum."""
-    terms = {f"distill_{g}": distill_loss(options.distill_loss, features[g], targets[g], options.lambda_sim)
+    keys = options.training_keys
+    terms = {f"distill_{g}": distill_loss(keys.distill_type, features[g], targets[g], keys.lambda_sim)
              for g in options.teachers}
     if terms:
         terms["distill"] = sum(options.teacher_weight(g) * terms[f"distill_{g}"] for g in options.teachers)
@@ -107,8 +103,9 @@ def generator_terms(trainer: Trainer, real: Tensor, fake: Tensor, out: CodecOutp
 
 
 def total_generator_loss(options: TrainOptions, terms: dict[str, Tensor]) -> Tensor:
-    weights = {"recon": options.recon_weight, "mel": 1.0, "commit": options.commit_weight,
-               "distill": options.distill_weight, "feature": options.feature_weight,
+    keys = options.training_keys
+    weights = {"recon": keys.recon_loss_lambda, "mel": 1.0, "commit": keys.commitment_loss_lambda,
+               "distill": keys.distill_loss_lambda, "feature": options.feature_weight,
                "adversarial": options.adversarial_weight}
     return sum(w * terms[name] for name, w in weights.items() if name in terms)
 
@@ -261,7 +258,7 @@ def build_trainer(codec: DMCodec, options: TrainOptions, accelerator) -> Trainer
     opt_g, sched_g = _optimizer(options, generator.parameters())
     opt_d, sched_d = _optimizer(options, discriminators.parameters())
     generator, discriminators, opt_g, opt_d = accelerator.prepare(generator, discriminators, opt_g, opt_d)
-    mel = MultiScaleMelLoss(codec.config, options.mel_weights).to(accelerator.device)
+    mel = MultiScaleMelLoss(codec.sample_rate, options.training_keys).to(accelerator.device)
     trainer = Trainer(options, accelerator, generator, discriminators, opt_g, opt_d, sched_g, sched_d, mel)
     if options.ema_decay:
         start_ema(trainer)
