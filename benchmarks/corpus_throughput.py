@@ -147,9 +147,9 @@ def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: 
 
     from dmcodec_cli.audio import load_audio
     from dmcodec_cli.codes import save_codes
+    from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
     from dmcodec_cli.engine.encoder import EngineOptions
     from dmcodec_cli.inputs import collect_inputs
-    from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
 
     torch.set_num_threads(threads)
     model = full_size_model()

@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -135,8 +134,8 @@ def boundaries(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from dmcodec_cli.checkpoint import load_checkpoint
-    from dmcodec_cli.engine.windows import WindowPlan, plan_pieces
     from dmcodec_cli.engine.decoder import BatchDecoder
+    from dmcodec_cli.engine.windows import WindowPlan, plan_pieces
     from dmcodec_cli.inference import encode_samples, iter_decode
     from dmcodec_cli.registry import load_model
 

@@ -31,8 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from corpus_throughput import (REPO, SPEECH, TRAIN_MINI, compare_engine_and_naive, make_corpus, matmul_gflops,
-                               peak_rss_mb)
+from corpus_throughput import (
+    REPO,
+    SPEECH,
+    TRAIN_MINI,
+    compare_engine_and_naive,
+    make_corpus,
+    matmul_gflops,
+    peak_rss_mb,
+)
 
 RATE, HOP = 16000, 320
 

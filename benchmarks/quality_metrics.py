@@ -84,9 +84,9 @@ def time_one_clip(clip: Path, repeat: int, only: set[str] | None = None) -> None
 
 def score_corpus(folder: Path) -> None:
     from dmcodec_cli.audio import load_audio
+    from dmcodec_cli.inputs import audio_files
     from dmcodec_cli.quality.metrics import Missing
     from dmcodec_cli.quality.report import LABELS, describe
-    from dmcodec_cli.inputs import audio_files
 
     clips = [load_audio(found.path, RATE).samples.astype(np.float64) for found in audio_files(folder)]
     functions = metric_functions()

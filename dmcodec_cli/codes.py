@@ -18,7 +18,7 @@ import tokenize
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -135,7 +135,7 @@ def _bad_npy(path: Path, exc: BaseException) -> DmcodecError:
                         "code files are written by dmcodec encode")
 
 
-def _read_header(f: BinaryIO, size: int, path: Path, codes: bool = True) -> tuple[tuple[int, ...], np.dtype]:
+def _read_header(f: IO[bytes], size: int, path: Path, codes: bool = True) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the ``.npy`` header at the start of ``f`` (``size`` bytes in all), checked before
     anything is allocated: no Python objects (nothing is unpickled), integer codes [n_q, frames] when
     ``codes``, and a data size equal to what the header claims."""
@@ -257,7 +257,8 @@ def _parse_header(path: Path, array: np.ndarray) -> dict:
     def integer(low: int, high: int):
         return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
-    version = field("format_version", integer(1, 1 << 31))
+    field("format_version", integer(1, 1 << 31))
+    version: int = header["format_version"]
     if version > NPZ_VERSION:
         raise DmcodecError(f"{path}: code file version {version} is newer than this dmcodec reads; upgrade dmcodec")
     field("model_fingerprint", lambda v: isinstance(v, str) and _FINGERPRINT.match(v))

@@ -20,6 +20,9 @@ class LogMel(nn.Module):
     so frames = floor((L + n_fft - hop - n_fft) / hop) + 1 ~= L / hop.
     """
 
+    filters: Tensor  #: [n_mels, n_fft // 2 + 1] Slaney mel filters
+    window: Tensor  #: [win_length] Hann window
+
     def __init__(self, sample_rate: int = 16000, n_fft: int = 1024, hop_length: int = 240,
                  win_length: int = 1024, n_mels: int = 80, fmin: float = 0.0, fmax: float | None = 8000.0):
         super().__init__()

@@ -53,6 +53,11 @@ def kmeans(samples: Tensor, num_clusters: int, num_iters: int) -> tuple[Tensor, 
 class EuclideanCodebook(nn.Module):
     """One codebook. ``embed`` [K, D] is all inference needs; the other buffers drive EMA training."""
 
+    inited: Tensor  #: [1] 1.0 once k-means has initialised the codebook
+    cluster_size: Tensor  #: [K] EMA usage count of each code
+    embed: Tensor  #: [K, D] the code vectors
+    embed_avg: Tensor  #: [K, D] EMA sum of the rows assigned to each code
+
     def __init__(self, dim: int, codebook_size: int, kmeans_iters: int = 50, decay: float = 0.99,
                  epsilon: float = 1e-5, dead_code_fraction: float = 0.01):
         super().__init__()
@@ -209,8 +214,9 @@ class ResidualVectorQuantizer(nn.Module):
 
     def decode(self, codes: Tensor, st: int = 0) -> Tensor:
         """codes [K, B, T] (row i is layer st + i) -> quantized sum [B, D, T]"""
-        total = None
+        total: Tensor | None = None
         for layer, layer_codes in zip(self._layers(st + codes.shape[0], st), codes, strict=True):
             vectors = layer.decode(layer_codes)
             total = vectors if total is None else total + vectors
+        assert total is not None  # _layers refuses an empty range
         return total

@@ -1,5 +1,5 @@
-"""One CLI vocabulary on every command (-o/--output, --json / --json-file, --device), --version, `models`, tidy help, and
-progress that reads well in a log."""
+"""One CLI vocabulary on every command (-o/--output, --json / --json-file, --device), --version, `models`, tidy
+help, and progress that reads well in a log."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from dmcodec_cli.corpus.progress import RichProgress, SecondsProgress
 from dmcodec_cli.training.progress import TrainProgress
 
 CLIP = SPEECH / "librispeech_train-clean-100_19-198-0000.flac"
-OWN = ("encode", "decode", "info", "convert", "models", "merge", "export", "bpe", "roundtrip", "score", "prep", "extract",
-       "train")
+OWN = ("encode", "decode", "info", "convert", "models", "merge", "export", "bpe", "roundtrip", "score", "prep",
+       "extract", "train")
 RUN_A_MODEL = ("encode", "decode", "roundtrip", "score", "extract", "train")  # score: ASR and speaker models
 
 

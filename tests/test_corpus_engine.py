@@ -135,7 +135,8 @@ def test_windowed_codes_agree_with_whole_input_on_a_real_20_s_clip(small_model):
     assert (windowed[0] == whole[0]).float().mean() >= 0.99
     assert (windowed == whole).float().mean() >= 0.99
     # no context at all is measurably worse: the context is what makes the windows agree
-    bare = BatchEncoder(small_model, EngineOptions(windows=WindowPlan(2.0, 0.0, 0.0))).encode([torch.from_numpy(clip)])[0]
+    bare_engine = BatchEncoder(small_model, EngineOptions(windows=WindowPlan(2.0, 0.0, 0.0)))
+    bare = bare_engine.encode([torch.from_numpy(clip)])[0]
     assert (bare == whole).float().mean() < (windowed == whole).float().mean()
 
 

@@ -23,15 +23,15 @@ from cli import REPO, run_cli, run_shell
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.audio import load_audio
 from dmcodec_cli.corpus import runner
-from dmcodec_cli.engine.encoder import EngineOptions
-from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.corpus.loader import Loaded, Part, length_batches
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
-from dmcodec_cli.inference import encode_samples
-from dmcodec_cli.model import DMCodec
 from dmcodec_cli.corpus.store import CodeStore, StoreWriter
+from dmcodec_cli.engine.encoder import EngineOptions
 from dmcodec_cli.engine.windows import Piece, WindowPlan, plan_pieces
 from dmcodec_cli.errors import DmcodecError
+from dmcodec_cli.inference import encode_samples
+from dmcodec_cli.inputs import collect_inputs
+from dmcodec_cli.model import DMCodec
 from dmcodec_cli.registry import load_model
 
 MODEL = REFERENCE / "dmcodec_small.pt"

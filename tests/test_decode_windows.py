@@ -20,8 +20,15 @@ from dmcodec_cli.audio import AudioWriter, load_audio, save_audio
 from dmcodec_cli.engine.decoder import DecodeOptions
 from dmcodec_cli.engine.windows import plan_pieces
 from dmcodec_cli.errors import DmcodecError
-from dmcodec_cli.inference import (DECODE_MAX_DIFF, DECODE_RMS_DIFF, DECODE_WINDOWS, decode_codes, decode_file,
-                                   encode_samples, iter_decode)
+from dmcodec_cli.inference import (
+    DECODE_MAX_DIFF,
+    DECODE_RMS_DIFF,
+    DECODE_WINDOWS,
+    decode_codes,
+    decode_file,
+    encode_samples,
+    iter_decode,
+)
 from dmcodec_cli.registry import load_model
 
 MODEL = REFERENCE / "dmcodec_small.pt"

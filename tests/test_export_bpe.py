@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from cli import run_cli
 
+from cli import run_cli
 from dmcodec_cli.corpus.store import CodeStore, Entry, StoreMeta, write_store
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.lm.bpe import BpeTokenizer

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+
 from cli import run_cli
 from conftest import REFERENCE, SPEECH
-
 from dmcodec_cli.corpus.store import CodeStore
 
 lhotse = pytest.importorskip("lhotse")

@@ -245,7 +245,8 @@ def test_known_text_wins_over_asr(tmp_path, speech_dir, teachers):
     assert extract(manifest, tmp_path / "a.h5", options).texts == {"known": 1, "asr": 0}
     given = {"seg": "say nothing"}
     extract(manifest, tmp_path / "b.h5", ExtractOptions(stt=teachers["stt"], lm=teachers["lm"], transcripts=given))
-    extract(manifest, tmp_path / "c.h5", ExtractOptions(stt=teachers["stt"], lm=teachers["lm"], use_manifest_text=False))
+    extract(manifest, tmp_path / "c.h5",
+            ExtractOptions(stt=teachers["stt"], lm=teachers["lm"], use_manifest_text=False))
     texts = {}
     for name in "abc":
         with FeatureReader(tmp_path / f"{name}.h5") as store:

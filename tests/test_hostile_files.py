@@ -149,7 +149,8 @@ def test_out_of_range_codes_fail_that_utterance_before_its_wav_is_written(valid_
     assert [p.name for p in (tmp_path / "out").rglob("*") if "tmp" in p.name] == []  # no temporary file left
     assert changes(before, snapshot(tmp_path), allowed=("out",)) == []
     assert_one_line_error(run_cli(capsys, "info", path), str(path), "64], outside 0..63")
-    assert_one_line_error(run_cli(capsys, "merge", path, "-o", tmp_path / "m.h5"), str(path), "'spk1/b' holds code values")
+    assert_one_line_error(run_cli(capsys, "merge", path, "-o", tmp_path / "m.h5"), str(path),
+                          "'spk1/b' holds code values")
     assert not (tmp_path / "m.h5").exists() and not list(tmp_path.glob(".m.h5*"))
 
 

@@ -18,14 +18,13 @@ import pytest
 import soundfile as sf
 
 from cli import run_cli
-from hostile import assert_one_line_error, changes, snapshot
-
 from dmcodec_cli.audio import MAX_PEAK, load_audio
-from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.data.prep import PrepOptions, prepare
 from dmcodec_cli.data.sources import local_source
 from dmcodec_cli.errors import DmcodecError
+from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.quality.scoring import roundtrip_inputs
+from hostile import assert_one_line_error, changes, snapshot
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 SPEECH = Path(__file__).parent / "fixtures" / "speech"

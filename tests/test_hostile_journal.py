@@ -20,10 +20,10 @@ import pytest
 from cli import REPO, run_cli
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.corpus import runner
-from dmcodec_cli.engine.encoder import EngineOptions
-from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.corpus.lock import StoreLock
 from dmcodec_cli.corpus.runner import RunOptions, tokenize_corpus
+from dmcodec_cli.engine.encoder import EngineOptions
+from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.registry import load_model
 from hostile import assert_one_line_error, changes, snapshot
 
@@ -99,7 +99,8 @@ STATES = {
     "codes-without-json": (False, 1, lambda w, seg: seg[3][0].unlink()),
     "json-without-codes": (False, 1, lambda w, seg: seg[1][1].unlink()),
     "temporary-files": (False, 0, lambda w, seg: [(w / n).write_bytes(os.urandom(300)) for n in
-                                                  (".seg-r0000-x-000009.codes.npy.tmp", ".seg-r0000-x-000009.json.tmp")]),
+                                                  (".seg-r0000-x-000009.codes.npy.tmp",
+                                                   ".seg-r0000-x-000009.json.tmp")]),
     "json-truncated": (False, 1, lambda w, seg: truncate(seg[2][0])),
     "json-empty": (False, 1, lambda w, seg: seg[0][0].write_bytes(b"")),
     "json-not-an-index": (False, 1, lambda w, seg: seg[1][0].write_text('["ids", 1]')),
@@ -137,8 +138,8 @@ def assert_completed(result, out: Path, reference: Path, encoded: int) -> None:
 
 
 @pytest.mark.parametrize("state", list(STATES))
-def test_any_partial_state_is_completed_to_the_uninterrupted_store(state, one_thread, journal, reference, corpus, capsys,
-                                                                   tmp_path):
+def test_any_partial_state_is_completed_to_the_uninterrupted_store(state, one_thread, journal, reference, corpus,
+                                                                   capsys, tmp_path):
     stored, encoded, damage = STATES[state]
     work = tmp_path / "c.h5.work"
     shutil.copytree(journal, work)

@@ -312,7 +312,8 @@ def test_npy_tree_in_a_foreign_folder_keeps_its_files(tmp_path, capsys, corpus):
     assert changes(before, snapshot(tmp_path), ("theirs/sub", "theirs/failures.tsv")) == []
     assert "a.npy: exists and was not written by dmcodec" in (tree / "failures.tsv").read_text()
     assert not (tree / ".dmcodec-codes.json").exists()
-    assert run_cli(capsys, "encode", corpus, "-o", f"{tree}/", "--model", MODEL, "--workers", 0, "--overwrite").code == 0
+    assert run_cli(capsys, "encode", corpus, "-o", f"{tree}/", "--model", MODEL, "--workers", 0,
+                   "--overwrite").code == 0
     assert np.load(tree / "a.npy").shape == (8, 20) and (tree / ".dmcodec-codes.json").is_file()
 
 
@@ -342,8 +343,8 @@ def test_manifest_ids_are_kept_as_strings_in_a_store(tmp_path, capsys, corpus):
 
 def test_a_foreign_failures_file_beside_a_store_is_not_replaced(tmp_path, capsys, corpus):
     (tmp_path / "S.failures.tsv").write_text("my notes\n")
-    refused(capsys, tmp_path, ["encode", corpus, "-o", tmp_path / "S.h5", "--model", MODEL, "--workers", 0], "S.failures.tsv",
-            "not written by dmcodec")
+    refused(capsys, tmp_path, ["encode", corpus, "-o", tmp_path / "S.h5", "--model", MODEL, "--workers", 0],
+            "S.failures.tsv", "not written by dmcodec")
 
 
 # -- the other commands --------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import textwrap
 
 from cli import REPO
 from conftest import SPEECH
-
 from dmcodec_cli.registry import REGISTERED
 
 #: The packages only the extras bring (pyproject.toml); the core dependencies are the rest.

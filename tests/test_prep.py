@@ -23,7 +23,8 @@ SR = 16000
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-def synthetic(uid: str, seconds: float, speaker: str | None = None, text: str | None = None, seed: int = 0) -> Utterance:
+def synthetic(uid: str, seconds: float, speaker: str | None = None, text: str | None = None,
+              seed: int = 0) -> Utterance:
     samples = (np.random.default_rng(seed).uniform(-0.5, 0.5, round(seconds * SR))).astype(np.float32)
     return Utterance(uid, f"/nowhere/{uid}.wav", speaker, text, lambda rate: samples)
 
@@ -120,7 +121,8 @@ def test_split_is_by_speaker_deterministic_and_order_independent(prepped, speech
     assert not valid_speakers & train_speakers
     again = prepare(reversed(list(local_source(speech_dir))), tmp_path / "b", PrepOptions(valid_fraction=0.3))
     assert again.valid == report.valid
-    assert {s.id: s.split for s in read_segments(tmp_path / "b" / "manifest.jsonl")} == {s.id: s.split for s in segments}
+    again_splits = {s.id: s.split for s in read_segments(tmp_path / "b" / "manifest.jsonl")}
+    assert again_splits == {s.id: s.split for s in segments}
     other = [s.split for s in read_segments(
         _prep(list(local_source(speech_dir)), tmp_path / "c", PrepOptions(valid_fraction=0.3, seed=99)))]
     assert other != [s.split for s in segments]  # another seed, another split

@@ -21,8 +21,13 @@ CLIPS = ("cmu_arctic_awb_arctic_a0007.wav", "vctk_p225_003.wav")
 @pytest.fixture(scope="module")
 def tiny_asr(tmp_path_factory) -> Path:
     """A 2-layer wav2vec2 CTC model + processor (character vocab written here) saved as a local directory."""
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
-                              Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     directory = tmp_path_factory.mktemp("tiny_asr")
     vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
@@ -116,8 +121,14 @@ def test_unloadable_asr_model_is_a_user_error(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory) -> Path:
     """A 1-layer Whisper with a byte-level vocabulary (no merges) and its processor, saved locally."""
-    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor, WhisperTokenizer)
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     directory = tmp_path_factory.mktemp("tiny_whisper")

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from conftest import REFERENCE, golden
-from dmcodec_cli import DmcodecError
-from dmcodec_cli import registry
+from dmcodec_cli import DmcodecError, registry
 from dmcodec_cli.checkpoint import load_checkpoint, save_release
 
 
@@ -39,7 +38,8 @@ def hub_cache(tmp_path, monkeypatch):
 
 def test_hub_id_loads_a_cached_release(tmp_path, hub_cache):
     save_release(load_checkpoint(REFERENCE / "dmcodec_small.pt"), tmp_path / "release")
-    fake_hub_cache(hub_cache, "acme/dm-codec-small", {n: tmp_path / "release" / n for n in ("config.json", "model.safetensors")})
+    fake_hub_cache(hub_cache, "acme/dm-codec-small",
+                   {n: tmp_path / "release" / n for n in ("config.json", "model.safetensors")})
     model = registry.load_model("acme/dm-codec-small")
     with torch.inference_mode():
         assert torch.equal(model.encode(golden("x_a")), golden("codes8_a"))

@@ -43,8 +43,8 @@ def test_prep_extract_train_roundtrip_with_tiny_teachers(tmp_path, capsys):
     prep = run_cli(capsys, "prep", source, "-o", tmp_path / "prep", "--segment-seconds", "1.0")
     assert prep.code == 0, prep.stderr
     manifest = tmp_path / "prep" / "manifest.jsonl"
-    extract = run_cli(capsys, "extract", manifest, "-o", tmp_path / "features.h5", "--sm", hubert, "--lm", bert, "--stt", stt,
-                      "--device", "cpu")
+    extract = run_cli(capsys, "extract", manifest, "-o", tmp_path / "features.h5", "--sm", hubert, "--lm", bert,
+                      "--stt", stt, "--device", "cpu")
     assert extract.code == 0, extract.stderr
     config = write_config(tmp_path / "tiny.json", tiny_config(semantic_dimension=32))
     result = run_cli(capsys, "train", "--config", config, "--data", manifest, "--features", tmp_path / "features.h5",

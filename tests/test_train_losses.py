@@ -15,9 +15,16 @@ from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.model import DMCodec
 from dmcodec_cli.training.config import build_options, parse_layers
 from dmcodec_cli.training.data import BatchOrder, collate
-from dmcodec_cli.training.discriminators import Discriminators, DiscriminatorConfig
-from dmcodec_cli.training.losses import (MultiScaleMelLoss, d_axis_loss, discriminator_loss, distill_loss,
-                                         feature_matching_loss, generator_adversarial_loss, t_axis_loss)
+from dmcodec_cli.training.discriminators import DiscriminatorConfig, Discriminators
+from dmcodec_cli.training.losses import (
+    MultiScaleMelLoss,
+    d_axis_loss,
+    discriminator_loss,
+    distill_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    t_axis_loss,
+)
 from dmcodec_cli.training.trainer import DistillCodec, lr_factor, total_generator_loss
 
 MIN_LOSS = -math.log(1 / (1 + math.exp(-1)))  # -log sigmoid(1): perfect cosine similarity
@@ -57,7 +64,9 @@ def test_time_is_truncated_to_the_shorter_and_the_axes_differ():
     assert d_axis_loss(feature, scaled).item() == pytest.approx(d_axis_loss(feature, target).item(), abs=1e-6)
     # t_axis: cosine over features per frame, so scaling one frame changes nothing in the similarity part
     frame_scaled = target * torch.linspace(0.5, 3, 25)[None, :, None]
-    sim = lambda t: t_axis_loss(feature, t, 1) - torch.nn.functional.l1_loss(feature[:, :25], t)
+    def sim(t):
+        return t_axis_loss(feature, t, 1) - torch.nn.functional.l1_loss(feature[:, :25], t)
+
     assert sim(frame_scaled).item() == pytest.approx(sim(target).item(), abs=1e-6)
     assert d_axis_loss(feature, frame_scaled).item() != pytest.approx(d_axis_loss(feature, target).item(), abs=1e-4)
 
@@ -162,7 +171,9 @@ def test_discriminators_are_the_paper_set_and_scale_down():
     assert [d.period for d in full.periods] == [2, 3, 5, 7, 11] and len(full.scales) == 3
     assert [s.n_fft for s in full.stfts] == [1024, 2048, 512] and full.stfts[0].convs[0].out_channels == 32
     small = Discriminators(DiscriminatorConfig(width=0.0625, stft_filters=4))
-    count = lambda m: sum(p.numel() for p in m.parameters())
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
     assert count(small) < count(full) / 100
     scores, maps = small(torch.randn(2, 1, 8000))
     assert len(scores) == len(maps) == 5 + 3 + 3 and all(s.shape[0] == 2 for s in scores)

@@ -17,7 +17,6 @@ from dmcodec_cli.training.monitor import read_metrics
 from dmcodec_cli.training.run import train
 from test_train_support import make_corpus, tiny_config, write_features
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -108,8 +107,9 @@ def test_crops_start_on_frames_and_carry_their_teacher_frames(tmp_path):
         audio, features, _ = dataset[(0, seed)]
         assert len(audio) == 8000 - 8000 % 320 and features["sm"].shape == (25, 2)
         assert audio[0] == pytest.approx(0.5, abs=1e-3)  # the crop starts on a frame boundary
-        starts.add(int(features["sm"][0, 0]))
-        assert list(features["sm"][:, 0]) == list(range(starts and int(features["sm"][0, 0]), int(features["sm"][0, 0]) + 25))
+        first = int(features["sm"][0, 0])
+        starts.add(first)
+        assert list(features["sm"][:, 0]) == list(range(first, first + 25))
     assert len(starts) > 5 and max(starts) <= 150 - 25
     audio, features, _ = dataset[(0, -1)]
     assert features["sm"][0, 0] == 0
@@ -128,7 +128,8 @@ def test_the_weight_average_is_exported_without_changing_the_training(corpus, tm
     exported = load_release(tmp_path / "ema" / "ema").state_dict()
     for name, value in after["ema"].items():
         torch.testing.assert_close(exported[name], value)
-    assert exported["quantizer.vq.layers.0._codebook.embed"].equal(after["generator"]["quantizer.vq.layers.0._codebook.embed"])
+    codebook = "quantizer.vq.layers.0._codebook.embed"
+    assert exported[codebook].equal(after["generator"][codebook])
     valid = read_metrics(averaged.metrics, "valid")[-1]
     assert np.isfinite(valid["ema_mel_error"]) and valid["ema_mel_error"] != valid["mel_error"]
 

@@ -48,7 +48,8 @@ def make_corpus(root: Path, seconds: float = 1.0, clips=CLIPS, valid: int = 1) -
 
 def write_features(path: Path, manifest: Path, dim: int = 16, groups=("sm", "lm"), seed: int = 0,
                    fill=None) -> Path:
-    """A feature store in the `extract` format: random [ceil(samples / 320), dim] per segment, or ``fill(frames, dim)``."""
+    """A feature store in the `extract` format: random [ceil(samples / 320), dim] per segment, or
+    ``fill(frames, dim)``."""
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w") as f:
         f.attrs.update(format="dmcodec-features", format_version=1, sample_rate=16000, frame_rate=50.0)

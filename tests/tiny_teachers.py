@@ -46,8 +46,13 @@ def ctc_vocab() -> dict[str, int]:
 
 def make_tiny_wav2vec2_ctc(folder: str | Path, seed: int = 0) -> Path:
     """A random wav2vec2-CTC model with its processor (CTC tokenizer over A-Z ' and '|', feature extractor)."""
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC,
-                              Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     folder = Path(folder)
     if not _done(folder):

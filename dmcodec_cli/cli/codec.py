@@ -88,7 +88,8 @@ def encode(
     if wants_corpus(input, output):
         encode_corpus(input, output, model, n_q, device, args, json_out, json_file, overwrite)
         return
-    output = check_file_output(output, CODE_SUFFIXES, "codes", inputs=[input], overwrite=overwrite, ours=is_code_file)
+    output_file = check_file_output(output, CODE_SUFFIXES, "codes", inputs=[input], overwrite=overwrite,
+                                    ours=is_code_file)
     options = args.run_options(None).engine  # validates the options before the model loads
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
@@ -97,12 +98,12 @@ def encode(
         with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:
             codes = encode_file(codec, reader, n_q, options, bar.advance)
     encoded = EncodedAudio(codes, reader.samples_read, codec.sample_rate, codec.fingerprint, options.dtype)
-    if output.suffix.lower() == ".npz":
-        save_encoded(output, encoded)
+    if output_file.suffix.lower() == ".npz":
+        save_encoded(output_file, encoded)
     else:
-        save_codes(output, codes)
+        save_codes(output_file, codes)
     source = reader.format
-    summary = {"input": str(input), "output": str(output), "n_q": encoded.n_q, "frames": encoded.frames,
+    summary = {"input": str(input), "output": str(output_file), "n_q": encoded.n_q, "frames": encoded.frames,
                "num_samples": encoded.num_samples, "seconds": round(encoded.duration, 3),
                "sample_rate": encoded.sample_rate, "source_sample_rate": source.source_rate,
                "audio": source.describe(), "model": encoded.model_fingerprint, "dtype": encoded.dtype}
@@ -110,7 +111,7 @@ def encode(
         return
     if verbose:
         console_err.print(f"{input}: {source.source_rate} Hz, {source.source_channels} channel(s); {source.describe()}")
-    console.print(f"{input} -> {output}: {encoded.n_q} x {encoded.frames} codes ({encoded.duration:.2f} s)")
+    console.print(f"{input} -> {output_file}: {encoded.n_q} x {encoded.frames} codes ({encoded.duration:.2f} s)")
 
 
 def decode(
@@ -133,7 +134,7 @@ def decode(
     if is_store_path(input) and not is_audio_file(output):
         decode_corpus(input, Path(output), ids, model, device, json_out, json_file, overwrite)
         return
-    output = check_file_output(output, AUDIO_OUT_SUFFIXES, "audio", inputs=[input], overwrite=overwrite)
+    output_file = check_file_output(output, AUDIO_OUT_SUFFIXES, "audio", inputs=[input], overwrite=overwrite)
     if num_samples is not None and input.suffix.lower() != ".npy":
         raise DmcodecError(f"{input}: --num-samples is for bare .npy codes; .npz files and stores carry the length")
     encoded = (store_utterance(input, ids) if is_store_path(input)
@@ -146,12 +147,12 @@ def decode(
         codes = load_codes(input, codec.config)
         if num_samples is not None:
             check_num_samples(num_samples, codes.shape[1], codec.hop_length, f"{input}: --num-samples")
-    written = decode_file(codec, codes, output, num_samples)  # window by window, written as decoded
-    if report_json({"input": str(input), "output": str(output), "n_q": int(codes.shape[0]),
+    written = decode_file(codec, codes, output_file, num_samples)  # window by window, written as decoded
+    if report_json({"input": str(input), "output": str(output_file), "n_q": int(codes.shape[0]),
                     "frames": int(codes.shape[1]), "num_samples": written, "sample_rate": codec.sample_rate},
                    json_out, json_file):
         return
-    console.print(f"{input} -> {output}: {written / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
+    console.print(f"{input} -> {output_file}: {written / codec.sample_rate:.2f} s at {codec.sample_rate} Hz")
 
 
 def is_audio_file(output: str) -> bool:

@@ -5,26 +5,23 @@ holding process dies, so the lock file a ``kill -9`` leaves behind is simply tak
 run. The holder writes its pid into the file for the refusal message, and deletes the file when it
 lets go (while still holding it; a taker checks it locked the file that is still at the path).
 Within one process the lock is re-entrant: a second acquire takes over the first (an earlier call
-that raised before it could let go). Without either module the store is written unlocked.
+that raised before it could let go).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from ..errors import DmcodecError
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-try:
+if sys.platform == "win32":
     import msvcrt
-except ImportError:
-    msvcrt = None
+else:
+    import fcntl
 
 _PID_AT = 16  #: where the pid is written (msvcrt locks byte 0, which others then cannot read)
 _held: dict[str, "StoreLock"] = {}  #: locks this process holds, by lock file path
@@ -33,11 +30,11 @@ _held: dict[str, "StoreLock"] = {}  #: locks this process holds, by lock file pa
 def _try_lock(fd: int) -> bool:
     """Lock ``fd`` exclusively without waiting; False if another process holds it."""
     try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        elif msvcrt is not None:
+        if sys.platform == "win32":
             os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except (BlockingIOError, PermissionError):  # held (flock: EWOULDBLOCK; msvcrt: EACCES / EDEADLOCK)
         return False
     except OSError:  # a file system without locks (ENOLCK, EOPNOTSUPP): write unlocked rather than not at all
@@ -104,15 +101,15 @@ class StoreLock:
             return
         fd, self._fd = self._fd, None
         _held.pop(os.path.abspath(self.path), None)
-        if fcntl is not None:  # delete while still locked, so that a waiting taker sees another file
+        if sys.platform == "win32":
+            os.close(fd)  # Windows cannot delete an open file
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+        else:  # delete while still locked, so that a waiting taker sees another file
             self.path.unlink(missing_ok=True)
             os.close(fd)
-            return
-        os.close(fd)  # Windows cannot delete an open file
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError:
-            pass
 
     def __enter__(self) -> "StoreLock":
         self.acquire()

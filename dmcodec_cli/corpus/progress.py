@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
 from ..loglines import LogLines, eta
@@ -43,7 +43,9 @@ class _Bar:
         self.console = console or Console(stderr=True)
         self.plain = not disable and not self.console.is_terminal
         self.progress = Progress(*columns, console=self.console, disable=disable or self.plain, transient=False)
-        self.unit, self.lines, self.task = unit, None, None
+        self.unit = unit
+        self.lines: LogLines | None = None
+        self.task: TaskID | None = None
         self.description, self.total, self.completed, self.audio, self.failed = "", 0.0, 0.0, 0.0, 0
 
     def start(self, total: float, description: str) -> None:
@@ -54,12 +56,13 @@ class _Bar:
 
     def advance(self, completed: float, seconds: float, failed: int) -> None:
         self.completed, self.audio, self.failed = self.completed + completed, self.audio + seconds, self.failed + failed
+        assert self.task is not None, "advance() before start()"
         self.progress.update(self.task, advance=completed, audio=self.audio, failed=self.failed)
-        if self.lines is not None:
-            self.lines.tick(self.line)
+        lines = self.lines
+        if lines is not None:
+            lines.tick(lambda: self.line(lines.elapsed))
 
-    def line(self) -> str:
-        wall = self.lines.elapsed
+    def line(self, wall: float) -> str:
         count = [f"{self.completed:g}/{self.total:g} {self.unit}"] if self.unit else []
         parts = [*count, audio_text(self.audio, wall, self.failed), f"ETA {eta(self.completed, self.total, wall)}"]
         return f"{self.description}: {', '.join(parts)}"
@@ -68,8 +71,9 @@ class _Bar:
         if failed and self.task is not None:  # the error's one line is all that should remain
             self.progress.update(self.task, visible=False)
         self.progress.stop()
-        if self.lines is not None and not failed:
-            self.lines.final(self.line)
+        lines = self.lines
+        if lines is not None and not failed:
+            lines.final(lambda: self.line(lines.elapsed))
 
 
 class RichProgress(Quiet):

@@ -40,7 +40,8 @@ def greedy_word_spans(frame_ids: Sequence[int], blank_id: int, delimiter_id: int
     spans from the first frame of its first token to the last frame of its last token.
     """
     words: list[WordSpan] = []
-    chars, start, end, previous = [], 0, 0, None
+    chars: list[str] = []
+    start, end, previous = 0, 0, None
     for frame, token in enumerate(frame_ids):
         token = int(token)
         if token == blank_id or token == delimiter_id:
@@ -67,7 +68,8 @@ def forced_word_spans(log_probs: np.ndarray, word_tokens: Sequence[Sequence[int]
     Words are joined by the delimiter token (when the vocabulary has one). A word without tokens gets None.
     Returns None for every word when the tokens cannot fit in T frames.
     """
-    targets, owner = [], []
+    targets: list[int] = []
+    owner: list[int] = []  #: the word index of each target, -1 for a delimiter
     for index, tokens in enumerate(word_tokens):
         if not tokens:
             continue
@@ -145,9 +147,9 @@ def align_ctc(token_features: np.ndarray, token_word: Sequence[int], spans: Sequ
     (None: not placed).
     """
     out = np.zeros((frames, token_features.shape[1]), dtype=np.float32)
-    token_word = np.asarray(token_word)
+    words_of_tokens = np.asarray(token_word)
     for word, span in enumerate(spans):
-        tokens = np.flatnonzero(token_word == word)
+        tokens = np.flatnonzero(words_of_tokens == word)
         if span is None or len(tokens) == 0:
             continue
         start, end = max(0, span[0]), min(frames, span[1])

@@ -142,11 +142,11 @@ class FeatureReader:
 
     @property
     def sample_rate(self) -> int:
-        return int(_attr(self.file.attrs["sample_rate"]))
+        return int(self.file.attrs["sample_rate"])
 
     @property
     def frame_rate(self) -> float:
-        return float(_attr(self.file.attrs["frame_rate"]))
+        return float(self.file.attrs["frame_rate"])
 
     def attrs(self, group: str) -> dict:
         return {key: _attr(value) for key, value in self._group(group).attrs.items()}

@@ -41,7 +41,7 @@ def select_layer(hidden_states: Sequence[torch.Tensor], layer: Layer) -> torch.T
         return torch.stack(tuple(hidden_states)).mean(dim=0)
     if layer == "last":
         return hidden_states[-1]
-    if not 0 <= layer < len(hidden_states):
+    if isinstance(layer, str) or not 0 <= layer < len(hidden_states):
         raise DmcodecError(f"layer {layer} does not exist: the model has hidden states 0..{len(hidden_states) - 1}")
     return hidden_states[layer]
 

@@ -63,7 +63,8 @@ def store_digest(store: CodeStore) -> str:
 
 def _shard_files(settings: dict) -> list[str]:
     """Every file of an export with these settings (from its format and shard count, not from a list in a file)."""
-    writer, total = FORMATS.get(settings.get("format")), settings.get("shards")
+    fmt, total = settings.get("format"), settings.get("shards")
+    writer = FORMATS.get(fmt) if isinstance(fmt, str) else None
     if writer is None or not isinstance(total, int) or total < 1:
         return []
     return [name for i in range(total) for name in writer.files(i, total)]
@@ -77,7 +78,9 @@ def _previous_shards(output: Path, settings: dict, overwrite: bool) -> set[int]:
         if output.exists() and any(output.iterdir()) and not overwrite:
             raise DmcodecError(f"{output}: is not empty and holds no dmcodec export; {OVERWRITE_HINT} -o")
         return set()
-    previous = record.get("settings") if isinstance(record.get("settings"), dict) else {}
+    previous = record.get("settings")
+    if not isinstance(previous, dict):
+        previous = {}
     if previous == settings:
         files = FORMATS[settings["format"]].files
         return {i for i in record.get("shards_done", []) if isinstance(i, int) and 0 <= i < settings["shards"]

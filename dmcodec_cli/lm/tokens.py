@@ -109,7 +109,7 @@ class TokenSpec:
                 "special_tokens": {"bos": self.bos, "eos": self.eos, "pad": self.pad}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TokenSpec":
+    def from_dict(cls, data: object) -> "TokenSpec":
         if not isinstance(data, dict) or data.get("format") != TOKENS_FORMAT:
             raise ValueError(f"not {TOKENS_FORMAT!r} metadata")
         return cls(**{name: data[name] for name in cls.__dataclass_fields__})

@@ -53,15 +53,16 @@ def spectrogram_png(path: str | os.PathLike, reference: np.ndarray, degraded: np
     seconds = max(len(reference), len(degraded)) / METRIC_RATE
     figure = _figure(10, 5.5)
     axes = figure.subplots(2, 1, sharex=True)
+    images = []
     for ax, mel, label in zip(axes, mels, ("original", "reconstructed / degraded"), strict=True):
         frames = mel.shape[1]
-        image = ax.imshow(mel, origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma",
-                          extent=(0, frames * 240 / METRIC_RATE, 0, mel.shape[0]))
+        images.append(ax.imshow(mel, origin="lower", aspect="auto", vmin=low, vmax=high, cmap="magma",
+                                extent=(0, frames * 240 / METRIC_RATE, 0, mel.shape[0])))
         ax.set_title(label, fontsize=10)
         ax.set_ylabel("mel bin")
     axes[1].set_xlabel("time (s)")
     axes[1].set_xlim(0, seconds)
-    figure.colorbar(image, ax=axes, label="log magnitude")
+    figure.colorbar(images[-1], ax=axes, label="log magnitude")  # one colour scale: any image will do
     if title:
         figure.suptitle(title, fontsize=11)
     _save(figure, Path(path))

@@ -30,7 +30,7 @@ def t_quantile_975(dof: int) -> float:
     return float(t.ppf(0.975, dof))
 
 
-def describe(values: Iterable[float]) -> dict:
+def describe(values: Iterable[float | None]) -> dict:
     """mean, sample std (ddof 1), ci95 = half-width of the Student-t 95 % interval of the mean, n.
 
     std and ci95 are None for fewer than two values; all but n are None for none.

@@ -14,7 +14,16 @@ from ..inputs import audio_files, audio_id
 from ..model import DMCodec
 from . import plots
 from .dnsmos import dnsmos
-from .metrics import DNSMOS_METRICS, METRIC_RATE, METRICS, TEXT_METRICS, Missing, log_mel_module, to_metric_rate
+from .metrics import (
+    DNSMOS_METRICS,
+    METRIC_RATE,
+    METRICS,
+    TEXT_METRICS,
+    MetricValue,
+    Missing,
+    log_mel_module,
+    to_metric_rate,
+)
 from .report import levels as report_levels
 from .scoring import (
     Journal,
@@ -117,8 +126,9 @@ def roundtrip_files(files: Sequence[Pair], model: DMCodec, levels: Sequence[int]
 
 
 def _roundtrip_one(pair: Pair, model: DMCodec, levels: Sequence[int], several: bool, outdir: Path | None,
-                   scorers: Scorers, notes: list[str], stored_codes: StoredCodes | None) -> list[dict | PendingRow]:
+                   scorers: Scorers, notes: list[str], stored_codes: StoredCodes | None) -> Sequence[dict | PendingRow]:
     if pair.reference is None:
+        assert stored_codes is not None  # only a code store gives pairs without audio
         return _decode_only(pair, model, levels, several, outdir, scorers, stored_codes)
     try:
         audio = load_audio(pair.reference, model.sample_rate)
@@ -151,8 +161,8 @@ def _decode_only(pair: Pair, model: DMCodec, levels: Sequence[int], several: boo
         decoded = decode_codes(model, entry.codes[:k])[: entry.num_samples]
         if outdir is not None:
             save_audio(output_path(outdir, pair.stem, k, several, ".wav"), decoded, model.sample_rate)
-        values = {name: Missing(NO_ORIGINAL) for name in REFERENCE_METRICS
-                  if name not in TEXT_METRICS or scorers.asr is not None}
+        values: dict[str, MetricValue] = {name: Missing(NO_ORIGINAL) for name in REFERENCE_METRICS
+                                          if name not in TEXT_METRICS or scorers.asr is not None}
         if scorers.dnsmos:
             values.update(dnsmos(to_metric_rate(decoded, model.sample_rate)))
         row = metrics_row(pair.name, k, values)

@@ -79,11 +79,12 @@ class SpeakerSimilarity:
         """Cosine of the embeddings of two whole 16 kHz signals [L1], [L2] (no alignment needed)."""
         if isinstance(self.encoder, Missing):
             return self.encoder
-        embeddings = [self.encoder.embed(reference), self.encoder.embed(degraded)]
-        for embedding in embeddings:
-            if isinstance(embedding, Missing):
-                return embedding
-        return cosine(*embeddings)
+        reference_embedding, degraded_embedding = self.encoder.embed(reference), self.encoder.embed(degraded)
+        if isinstance(reference_embedding, Missing):
+            return reference_embedding
+        if isinstance(degraded_embedding, Missing):
+            return degraded_embedding
+        return cosine(reference_embedding, degraded_embedding)
 
 
 def load_speaker_similarity(spec: str = RESEMBLYZER, device: Any = "cpu") -> SpeakerSimilarity:
