@@ -14,8 +14,8 @@ set -euo pipefail
 CORPUS=${1:?train-mini folder}
 SPEECH=${2:?speech folder}
 CAMPAIGN=${CAMPAIGN:-$HOME/.cache/dmcodec/campaign-mini}
-RECIPE=${RECIPE:-train/configs/mini_campaign_recon.json}
-RUN=${RUN:-$CAMPAIGN/run}
+RECIPE=${RECIPE:-train/configs/mini_campaign_anneal.json}
+RUN=${RUN:-$CAMPAIGN/run-anneal}
 INIT=${INIT:-dmcodec_cli/models/dmcodec-mini}
 CHUNK=${CHUNK:-500}
 STEPS=${STEPS:-200000}

@@ -42,7 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("campaign", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--run", type=Path, help="run folder (default: CAMPAIGN/run)")
+    parser.add_argument("--run", type=Path, help="run folder (default: CAMPAIGN/run-anneal)")
     parser.add_argument("--start-step", type=int, default=0, help="steps of the model the run started from")
     parser.add_argument("--table", action="store_true", help="print the curve as a Markdown table")
     args = parser.parse_args()
@@ -55,7 +55,7 @@ def main() -> None:
     curve = read_jsonl(args.campaign / "curve.jsonl")
     if args.table:
         print_table(curve, args.start_step)
-    valid = [r for r in read_jsonl((args.run or args.campaign / "run") / "metrics.jsonl") if r.get("split") == "valid"]
+    valid = [r for r in read_jsonl((args.run or args.campaign / "run-anneal") / "metrics.jsonl") if r.get("split") == "valid"]
     shift = args.start_step
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     top.plot([r["step"] + shift for r in valid], [r["mel_error"] for r in valid], ".-")
