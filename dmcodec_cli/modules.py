@@ -46,6 +46,8 @@ class WeightNormConv(nn.Module):
     dim=0). For a transposed conv dim 0 is the *input* channel. ``fold()`` computes w once for inference.
     """
 
+    folded_weight: Tensor  #: the effective weight, a buffer from ``fold()`` on
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, transposed: bool = False):
         super().__init__()
@@ -80,12 +82,20 @@ class WeightNormConv(nn.Module):
         return F.conv1d(x, self.weight, self.bias, self.stride, dilation=self.dilation)
 
 
-class _Nested(nn.Module):
-    """Holds a conv under ``.conv`` / ``.convtr`` so keys read ``conv.conv.*`` as in the official file."""
+class _NestedConv(nn.Module):
+    """Holds a conv under ``.conv`` so keys read ``conv.conv.*`` as in the official file."""
 
-    def __init__(self, name: str, conv: WeightNormConv):
+    def __init__(self, conv: WeightNormConv):
         super().__init__()
-        self.add_module(name, conv)
+        self.conv = conv
+
+
+class _NestedConvTranspose(nn.Module):
+    """Holds a transposed conv under ``.convtr`` so keys read ``convtr.convtr.*`` as in the official file."""
+
+    def __init__(self, convtr: WeightNormConv):
+        super().__init__()
+        self.convtr = convtr
 
 
 class PaddedConv1d(nn.Module):
@@ -94,7 +104,7 @@ class PaddedConv1d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1):
         super().__init__()
         self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
-        self.conv = _Nested("conv", WeightNormConv(in_channels, out_channels, kernel_size, stride, dilation))
+        self.conv = _NestedConv(WeightNormConv(in_channels, out_channels, kernel_size, stride, dilation))
 
     def forward(self, x: Tensor) -> Tensor:
         left, right = conv_padding(x.shape[-1], self.kernel_size, self.stride, self.dilation)
@@ -107,7 +117,8 @@ class PaddedConvTranspose1d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
         super().__init__()
         self.trim = kernel_size - stride
-        self.convtr = _Nested("convtr", WeightNormConv(in_channels, out_channels, kernel_size, stride, transposed=True))
+        self.convtr = _NestedConvTranspose(WeightNormConv(in_channels, out_channels, kernel_size, stride,
+                                                           transposed=True))
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.convtr.convtr(x)

@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import h5py
 import numpy as np
@@ -423,7 +423,7 @@ def write_store(path: str | os.PathLike, meta: StoreMeta, entries: Iterable[Entr
     return Path(path)
 
 
-def merge_stores(output: str | os.PathLike, inputs: list[str | os.PathLike]) -> dict:
+def merge_stores(output: str | os.PathLike, inputs: Sequence[str | os.PathLike]) -> dict:
     """Concatenate stores of the same model into ``output``; an id already taken is skipped (counted)."""
     if not inputs:
         raise DmcodecError("merge: give at least one store to merge")

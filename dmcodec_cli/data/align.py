@@ -139,8 +139,8 @@ def align_pad(token_features: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def align_ctc(token_features: np.ndarray, token_word: Sequence[int], spans: Sequence[tuple[int, int] | None],
-              frames: int) -> np.ndarray:
+def align_ctc(token_features: np.ndarray, token_word: np.ndarray | Sequence[int],
+              spans: Sequence[tuple[int, int] | None], frames: int) -> np.ndarray:
     """Place token features [N, D] on the frames of their word (see the module docstring) -> [frames, D].
 
     ``token_word[k]`` is the word index of token k, -1 for special tokens; ``spans[w]`` the frames of word w

@@ -24,7 +24,7 @@ from ..inputs import transcript_for
 from .align import ALIGNMENTS, align_ctc, align_pad, even_word_spans, rescale_span
 from .features import DTYPES, FeatureWriter, GroupSpec
 from .manifest import Segment, read_segments
-from .teachers import Layer, load_teacher
+from .teachers import CtcTranscriber, Layer, SpeechFeatureTeacher, TextEncoderTeacher, load_teacher
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,21 @@ class ExtractReport:
     failures: list[dict] = field(default_factory=list)
 
 
-def _group_specs(options: ExtractOptions, teachers: dict) -> list[GroupSpec]:
+@dataclass(frozen=True)
+class _Teachers:
+    """The teachers one run loaded (None: not asked for, or for ``stt`` not needed)."""
+
+    sm: SpeechFeatureTeacher | None = None
+    lm: TextEncoderTeacher | None = None
+    stt: CtcTranscriber | None = None
+
+
+def _group_specs(options: ExtractOptions, teachers: _Teachers) -> list[GroupSpec]:
     specs = []
-    if "sm" in teachers:
-        sm = teachers["sm"]
-        specs.append(GroupSpec("sm", options.sm, "sm", options.sm_layer, sm.alignment, sm.dim, options.dtype))
-    if "lm" in teachers:
-        specs.append(GroupSpec("lm", options.lm, "lm", options.lm_layer, options.lm_align, teachers["lm"].dim,
-                               options.dtype))
+    if (sm := teachers.sm) is not None:
+        specs.append(GroupSpec("sm", sm.spec, "sm", options.sm_layer, sm.alignment, sm.dim, options.dtype))
+    if (lm := teachers.lm) is not None:
+        specs.append(GroupSpec("lm", lm.spec, "lm", options.lm_layer, options.lm_align, lm.dim, options.dtype))
     return specs
 
 
@@ -87,15 +94,11 @@ def _known_text(segment: Segment, options: ExtractOptions) -> str | None:
     return segment.text if options.use_manifest_text else None
 
 
-def _load_teachers(options: ExtractOptions, device: torch.device, need_stt: bool) -> dict:
-    teachers = {}
-    if options.sm:
-        teachers["sm"] = load_teacher("sm", options.sm, device)
-    if options.lm:
-        teachers["lm"] = load_teacher("lm", options.lm, device)
-        if need_stt:
-            teachers["stt"] = load_teacher("stt", options.stt, device)
-    return teachers
+def _load_teachers(options: ExtractOptions, device: torch.device, stt: str | None) -> _Teachers:
+    """The ``sm`` and ``lm`` teachers the options ask for, and the CTC model ``stt`` when given."""
+    sm = load_teacher("sm", options.sm, device) if options.sm else None
+    lm = load_teacher("lm", options.lm, device) if options.lm else None
+    return _Teachers(sm, lm, load_teacher("stt", stt, device) if stt else None)
 
 
 def _batches(items: list[tuple[Segment, int]], batch_size: int) -> list[list[tuple[Segment, int]]]:
@@ -140,7 +143,7 @@ def extract(manifest: str | os.PathLike, output: str | os.PathLike, options: Ext
     device = torch.device(device)
     need_stt = bool(options.lm) and (options.lm_align == "ctc" or
                                      any(_known_text(s, options) is None for s in segments))
-    teachers = _load_teachers(options, device, need_stt)
+    teachers = _load_teachers(options, device, options.stt if need_stt else None)
     with FeatureWriter(output, CODEC.sample_rate, CODEC.frame_rate, _group_specs(options, teachers)) as store:
         groups = list(store.specs)
         todo = []
@@ -195,48 +198,41 @@ def _read_batch(batch: Sequence[tuple[Segment, int]], root: Path) -> torch.Tenso
     return torch.from_numpy(np.stack(signals))
 
 
-def _run_batch(batch: list[tuple[Segment, int]], root: Path, teachers: dict, options: ExtractOptions,
+def _run_batch(batch: list[tuple[Segment, int]], root: Path, teachers: _Teachers, options: ExtractOptions,
                store: FeatureWriter, report: ExtractReport) -> None:
     audio = _read_batch(batch, root)
     frames = CODEC.num_frames(audio.shape[1])
     report.audio_seconds = round(report.audio_seconds + audio.numel() / CODEC.sample_rate, 3)
     ids = [segment.id for segment, _ in batch]
-    if "sm" in teachers:
+    if teachers.sm is not None:
         rows = [i for i, sid in enumerate(ids) if not store.has("sm", sid)]
         if rows:
-            features = teachers["sm"].features(audio[rows], frames, options.sm_layer).cpu().numpy()
+            features = teachers.sm.features(audio[rows], frames, options.sm_layer).cpu().numpy()
             for row, feats in zip(rows, features, strict=True):
                 store.write("sm", ids[row], feats)
             report.computed["sm"] += len(rows)
-    if "lm" in teachers:
+    if teachers.lm is not None:
         rows = [i for i, sid in enumerate(ids) if not store.has("lm", sid)]
         if rows:
-            texts, features = _lm_features([batch[i][0] for i in rows], audio[rows], frames, teachers, options, report)
-            for row, text, feats in zip(rows, texts, features, strict=True):
+            texts, aligned = _lm_features([batch[i][0] for i in rows], audio[rows], frames, teachers.lm, teachers.stt,
+                                          options, report)
+            for row, text, feats in zip(rows, texts, aligned, strict=True):
                 store.write("lm", ids[row], feats, attrs={"text": text})
             report.computed["lm"] += len(rows)
 
 
-def _lm_features(segments: list[Segment], audio: torch.Tensor, frames: int, teachers: dict,
-                 options: ExtractOptions, report: ExtractReport) -> tuple[list[str], list[np.ndarray]]:
+def _lm_features(segments: list[Segment], audio: torch.Tensor, frames: int, lm: TextEncoderTeacher,
+                 stt: CtcTranscriber | None, options: ExtractOptions,
+                 report: ExtractReport) -> tuple[list[str], list[np.ndarray]]:
     """Texts (known, else ASR) and LM features [frames, D] aligned with the chosen rule, per segment."""
-    lm, stt = teachers["lm"], teachers.get("stt")
     known = [_known_text(segment, options) for segment in segments]
-    wants_ctc = stt is not None and (options.lm_align == "ctc" or None in known)
-    log_probs = stt.log_probs(audio, frames) if wants_ctc else None
-    words, spans = [], []
-    for index, text in enumerate(known):
-        if text is not None:
-            report.texts["known"] += 1
-            words.append(text.split())
-            spans.append(_known_spans(stt, log_probs, index, words[-1], frames, report)
-                         if options.lm_align == "ctc" else None)
-        else:
-            report.texts["asr"] += 1
-            recognised = stt.transcribe(log_probs[index])
-            words.append([w.word for w in recognised])
-            spans.append([rescale_span((w.start, w.end), log_probs.shape[1], frames) for w in recognised])
-            report.word_timings["greedy"] += options.lm_align == "ctc"
+    spans: list[Sequence[tuple[int, int] | None]] = []
+    if stt is None or (options.lm_align == "pad" and None not in known):  # no CTC pass: extract() made all known
+        words = [text.split() for text in known if text is not None]
+        report.texts["known"] += len(words)
+    else:
+        words, spans = _ctc_words(stt, stt.log_probs(audio, frames), known, frames, options.lm_align == "ctc",
+                                  report)
     texts = [" ".join(w) for w in words]
     if options.lm_align == "pad":
         padded = lm.pad_features(texts, frames, options.lm_layer)
@@ -245,8 +241,30 @@ def _lm_features(segments: list[Segment], audio: torch.Tensor, frames: int, teac
     return texts, [align_ctc(feats, owner, span, frames) for (feats, owner), span in zip(encoded, spans, strict=True)]
 
 
-def _known_spans(stt, log_probs: np.ndarray, index: int, words: list[str], frames: int,
-                 report: ExtractReport) -> list[tuple[int, int] | None]:
+def _ctc_words(stt: CtcTranscriber, log_probs: np.ndarray, known: list[str | None], frames: int, timed: bool,
+               report: ExtractReport) -> tuple[list[list[str]], list[Sequence[tuple[int, int] | None]]]:
+    """Words of each text (known, else the greedy CTC transcript of ``log_probs[i]`` [T, vocab]) and, when
+    ``timed``, their codec frames per text (forced alignment for a known text)."""
+    words: list[list[str]] = []
+    spans: list[Sequence[tuple[int, int] | None]] = []
+    for index, text in enumerate(known):
+        if text is not None:
+            report.texts["known"] += 1
+            words.append(text.split())
+            if timed:
+                spans.append(_known_spans(stt, log_probs, index, words[-1], frames, report))
+        else:
+            report.texts["asr"] += 1
+            recognised = stt.transcribe(log_probs[index])
+            words.append([w.word for w in recognised])
+            if timed:
+                spans.append([rescale_span((w.start, w.end), log_probs.shape[1], frames) for w in recognised])
+                report.word_timings["greedy"] += 1
+    return words, spans
+
+
+def _known_spans(stt: CtcTranscriber, log_probs: np.ndarray, index: int, words: list[str], frames: int,
+                 report: ExtractReport) -> Sequence[tuple[int, int] | None]:
     """Word frames of a known text: forced alignment, else (it cannot fit) the frames shared evenly."""
     spans = stt.align(log_probs[index], words)
     if any(span is not None for span in spans) or not words:

@@ -84,6 +84,7 @@ def _jsonl_lines(path: Path) -> list[tuple[list[str], str]]:
 
 def _tsv_lines(path: Path) -> list[tuple[list[str], str]]:
     rows = read_lines(path, WHAT)
+    table: list[tuple[int, Row]]
     if rows and _is_header(rows[0][1]):
         header = [text.strip() for text in rows[0][1]]
         table = [(number, dict(zip(header, cells))) for number, cells in rows[1:]]

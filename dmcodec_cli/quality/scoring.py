@@ -55,11 +55,10 @@ class Pair:
     name: str  #: relative path of the reference (or a code store id), the row's "file"
     reference: Path | None  #: None for a code store id roundtripped without its audio
     degraded: Path | None  #: None when no degraded file matches
-    stem: str | None = None  #: where outputs go, relative, without extension (default: the id of name)
+    stem: str = ""  #: where outputs go, relative, without extension (default "": the id of name)
 
     def __post_init__(self) -> None:
-        if self.stem is None:
-            self.stem = audio_id(self.name)
+        self.stem = self.stem or audio_id(self.name)
 
 
 def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]]:
@@ -341,6 +340,8 @@ def score_pairs(pairs: Iterable[Pair], journal: Journal, scorers: Scorers | None
 def _score_pair(pair: Pair, scorers: Scorers, plot_dir: Path | None, notes: list[str]) -> dict | PendingRow:
     if pair.degraded is None:
         return error_row(pair.name, None, "no degraded file with this relative path")
+    if pair.reference is None:
+        return error_row(pair.name, None, "no reference audio to score against")
     try:
         reference = to_metric_rate(load_audio(pair.reference, METRIC_RATE).samples, METRIC_RATE)
         degraded = to_metric_rate(load_audio(pair.degraded, METRIC_RATE).samples, METRIC_RATE)

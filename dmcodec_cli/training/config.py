@@ -152,7 +152,8 @@ def build_options(config: ConfigFile, overrides: dict[str, Any] | None = None) -
     values.setdefault("sm_layers", tuple(range(min(8, n_q))))
     if isinstance(values.get("discriminator"), dict):
         try:
-            disc = {k: tuple(v) if isinstance(v, list) else v for k, v in values["discriminator"].items()}
+            disc: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in values["discriminator"].items()}
             values["discriminator"] = DiscriminatorConfig(**disc)
         except TypeError as exc:
             raise DmcodecError(f"invalid discriminator options: {exc}") from None

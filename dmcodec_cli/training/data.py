@@ -87,6 +87,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         return len(self.segments)
 
     def _features(self) -> FeatureReader:
+        if self.features_path is None:
+            raise ValueError("this dataset has teacher groups but no feature file")
         if self._reader is None or self._pid != os.getpid():
             self._reader, self._pid = FeatureReader(self.features_path), os.getpid()
         return self._reader

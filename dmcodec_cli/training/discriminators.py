@@ -92,6 +92,8 @@ class ScaleDiscriminator(nn.Module):
 class STFTDiscriminator(nn.Module):
     """EnCodec's DiscriminatorSTFT: 2-D convolutions over the real and imaginary parts of one STFT."""
 
+    window: Tensor  #: Hann window [n_fft], a non-persistent buffer
+
     def __init__(self, filters: int, n_fft: int, hop_length: int, dilations: tuple[int, ...] = (1, 2, 4)):
         super().__init__()
         self.n_fft, self.hop_length = n_fft, hop_length

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +11,14 @@ from torch import Tensor, nn
 
 from ..config import DISTILL_TYPES, TrainingKeys
 from ..mel import LogMel
+
+
+def tensor_sum(values: Iterable[Tensor]) -> Tensor:
+    """``sum(values)`` (the same additions in the same order) for one or more tensors; ValueError for none."""
+    total = sum(values)
+    if not isinstance(total, Tensor):
+        raise ValueError("no loss terms to add")
+    return total
 
 
 def _check_features(feature: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -74,25 +82,22 @@ class MultiScaleMelLoss(nn.Module):
             a, b = mel(real), mel(fake)
             frames = min(a.shape[-1], b.shape[-1])
             values.append(F.l1_loss(b[..., :frames], a[..., :frames]))
-        total = sum(w * v for w, v in zip(self.weights, values, strict=True))
-        return total, values
+        return tensor_sum(w * v for w, v in zip(self.weights, values, strict=True)), values
 
 
 def feature_matching_loss(real_maps: Sequence[Sequence[Tensor]], fake_maps: Sequence[Sequence[Tensor]]) -> Tensor:
     """2 x sum over discriminators and layers of mean |real - fake| (real maps are targets, detached)."""
-    loss = 0.0
-    for real_layers, fake_layers in zip(real_maps, fake_maps, strict=True):
-        for real, fake in zip(real_layers, fake_layers, strict=True):
-            loss = loss + torch.mean(torch.abs(real.detach() - fake))
-    return 2 * loss
+    return 2 * tensor_sum(torch.mean(torch.abs(real.detach() - fake))
+                          for real_layers, fake_layers in zip(real_maps, fake_maps, strict=True)
+                          for real, fake in zip(real_layers, fake_layers, strict=True))
 
 
 def generator_adversarial_loss(fake_scores: Sequence[Tensor]) -> Tensor:
     """Least squares: sum over discriminators of mean (1 - D(fake))^2."""
-    return sum(torch.mean((1 - score) ** 2) for score in fake_scores)
+    return tensor_sum(torch.mean((1 - score) ** 2) for score in fake_scores)
 
 
 def discriminator_loss(real_scores: Sequence[Tensor], fake_scores: Sequence[Tensor]) -> Tensor:
     """Least squares: sum over discriminators of mean (1 - D(real))^2 + mean D(fake)^2."""
-    return sum(torch.mean((1 - real) ** 2) + torch.mean(fake ** 2)
-               for real, fake in zip(real_scores, fake_scores, strict=True))
+    return tensor_sum(torch.mean((1 - real) ** 2) + torch.mean(fake ** 2)
+                      for real, fake in zip(real_scores, fake_scores, strict=True))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from ..atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -25,19 +28,21 @@ def read_metrics(path: str | Path, split: str = "train") -> list[dict[str, Any]]
     return [r for r in map(json.loads, filter(str.strip, lines)) if r["split"] == split]
 
 
+def _tensorboard_writer(folder: Path) -> SummaryWriter | None:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the train extra is missing: metrics.jsonl still records everything
+        return None
+    return SummaryWriter(str(folder))
+
+
 class Monitor:
     """Writes metrics of the main process; other processes get a no-op (``enabled=False``)."""
 
     def __init__(self, root: Path, enabled: bool, tensorboard: bool = True):
-        self.enabled, self.writer, self._shown_real = enabled, None, False
+        self.enabled, self._shown_real = enabled, False
         self.metrics = root / "metrics.jsonl"
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # the train extra is missing: metrics.jsonl still records everything
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self.writer = SummaryWriter(str(root / "tensorboard"))
+        self.writer = _tensorboard_writer(root / "tensorboard") if enabled and tensorboard else None
 
     def scalars(self, step: int, split: str, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -81,3 +86,4 @@ def _mel_figure(real: Tensor, fake: Tensor):
         ax.set_title(title)
     figure.tight_layout()
     return figure
+

@@ -26,11 +26,12 @@ class TrainProgress:
         self.step = step
         self.losses = "  ".join(f"{name} {values[name]:.3f}" for name in SHOWN if name in values)
         self.progress.update(self.task, completed=step, losses=self.losses)
-        if self.lines is not None:
-            self.lines.tick(self.line)
+        lines = self.lines
+        if lines is not None:
+            lines.tick(lambda: self.line(lines.elapsed))
 
-    def line(self) -> str:
-        left = eta(self.step - self.start, self.total - self.start, self.lines.elapsed)
+    def line(self, elapsed: float) -> str:
+        left = eta(self.step - self.start, self.total - self.start, elapsed)
         return f"train: step {self.step}/{self.total}, ETA {left}" + (f", {self.losses}" if self.losses else "")
 
     def __enter__(self) -> "TrainProgress":
@@ -39,5 +40,6 @@ class TrainProgress:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.progress.stop()
-        if self.lines is not None and exc_type is None:
-            self.lines.final(self.line)
+        lines = self.lines
+        if lines is not None and exc_type is None:
+            lines.final(lambda: self.line(lines.elapsed))

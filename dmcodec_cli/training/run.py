@@ -179,7 +179,7 @@ def train(config: ConfigFile, options: TrainOptions, manifest: str | os.PathLike
     train_segments, root = load_segments(manifest, "train")
     valid_segments, _ = load_segments(manifest, "valid")
     groups = options.teachers
-    if groups:
+    if groups and features is not None:  # teachers without features were refused above
         check_features(features, groups, train_segments + valid_segments, codec_config)
     record = _run_record(model_file, options, manifest.resolve(), Path(features).resolve() if features else None,
                          init, acc.num_processes, len(train_segments))

@@ -27,6 +27,7 @@ from .losses import (
     distill_loss,
     feature_matching_loss,
     generator_adversarial_loss,
+    tensor_sum,
 )
 
 
@@ -83,7 +84,7 @@ def distill_terms(options: TrainOptions, features: dict[str, Tensor], targets: d
     terms = {f"distill_{g}": distill_loss(keys.distill_type, features[g], targets[g], keys.lambda_sim)
              for g in options.teachers}
     if terms:
-        terms["distill"] = sum(options.teacher_weight(g) * terms[f"distill_{g}"] for g in options.teachers)
+        terms["distill"] = tensor_sum(options.teacher_weight(g) * terms[f"distill_{g}"] for g in options.teachers)
     return terms
 
 
@@ -107,7 +108,7 @@ def total_generator_loss(options: TrainOptions, terms: dict[str, Tensor]) -> Ten
     weights = {"recon": keys.recon_loss_lambda, "mel": 1.0, "commit": keys.commitment_loss_lambda,
                "distill": keys.distill_loss_lambda, "feature": options.feature_weight,
                "adversarial": options.adversarial_weight}
-    return sum(w * terms[name] for name, w in weights.items() if name in terms)
+    return tensor_sum(w * terms[name] for name, w in weights.items() if name in terms)
 
 
 def _optimise(trainer: Trainer, optimizer: torch.optim.Optimizer, scheduler, loss: Tensor,
@@ -151,7 +152,7 @@ def train_step(trainer: Trainer, batch: Batch) -> dict[str, float]:
         logged["grad_norm_g"] = norm
     logged.update({name: float(value.detach()) for name, value in terms.items()})
     logged["generator"] = float(loss.detach())
-    logged["lr"] = trainer.sched_g.get_last_lr()[0]
+    logged["lr"] = float(trainer.sched_g.get_last_lr()[0])
     if trainer.ema is not None:
         update_ema(trainer)
     trainer.step += 1
@@ -168,20 +169,28 @@ def start_ema(trainer: Trainer) -> None:
     trainer.ema = {name: value.detach().clone() for name, value in trainer.codec.named_parameters()}
 
 
+def _average(trainer: Trainer) -> dict[str, Tensor]:
+    if trainer.ema is None:
+        raise RuntimeError("no moving average of the weights: start_ema was not called (ema_decay is 0)")
+    return trainer.ema
+
+
 @torch.no_grad()
 def update_ema(trainer: Trainer) -> None:
     live = dict(trainer.codec.named_parameters())
-    for name, average in trainer.ema.items():
+    for name, average in _average(trainer).items():
         average.lerp_(live[name], 1.0 - trainer.options.ema_decay)
 
 
 @contextmanager
 def ema_weights(trainer: Trainer) -> Iterator[DMCodec]:
     """The codec with the averaged weights swapped in (the live ones are swapped back on exit)."""
+    averages = _average(trainer)
+
     @torch.no_grad()
     def swap() -> None:
         live = dict(trainer.codec.named_parameters())
-        for name, average in trainer.ema.items():
+        for name, average in averages.items():
             held = live[name].clone()
             live[name].copy_(average)
             average.copy_(held)
@@ -205,7 +214,8 @@ def validate(trainer: Trainer, loader) -> tuple[dict[str, float], list[tuple[Ten
     model = DistillCodec(codec, trainer.accelerator.unwrap_model(trainer.generator).layers)
     codec.eval()
     sums: dict[str, float] = {}
-    shows, count = [], 0
+    shows: list[tuple[Tensor, Tensor]] = []
+    count = 0
     try:
         for batch in loader:
             batch = batch.to(trainer.accelerator.device)
