@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -86,6 +87,12 @@ class TimeMajorConv:
             out.addmm_(rows[shift:shift + frames], self.taps[m])
         return out
 
+    @property
+    def reach(self) -> tuple[int, int]:
+        """(left, right): the input rows before and after its own that an output row of a stride-1 conv reads."""
+        span = (self.kernel_size - 1) * self.dilation
+        return span - span // 2, span // 2
+
 
 @dataclass
 class TimeMajorResidual:
@@ -98,6 +105,10 @@ class TimeMajorResidual:
     def __call__(self, x: Tensor) -> Tensor:
         y = self.second(F.elu_(self.first(x, elu_first=True)))
         return y.addmm_(x, self.shortcut.taps[0]).add_(self.shortcut.bias)
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        return self.first.reach
 
 
 @dataclass
@@ -136,6 +147,9 @@ class TimeMajorConvTranspose:
         samples = rows.view((frames + 1) * s, -1)
         left = s - s // 2  # the module's trim: kernel - stride = s, the larger half on the left
         return samples[left:left + frames * s]
+
+    #: output rows [t * s, (t + 1) * s) read input rows t - 1 to t + 1 (two taps, shifted by the trim)
+    reach = (1, 1)
 
 
 class StreamLSTM:
@@ -187,6 +201,29 @@ def _convert_convs(layers, dtype) -> list:
         else:
             raise TypeError(f"unexpected conv-stack layer {type(layer).__name__}")
     return steps
+
+
+def _unwrap(step):
+    """A conv-stack step of ``_convert_convs`` -> its conv (a plain conv is wrapped with its ``elu_first``)."""
+    return step.func if isinstance(step, functools.partial) else step
+
+
+def stack_margins(steps: list) -> tuple[list[int], list[tuple[int, int]]]:
+    """An upsampling conv stack [T, C] -> [T * hop, C'] (``_convert_convs``): each step's output rows per
+    input row of the stack, and (left, right), the rows of its output on each side of a row that the later
+    steps read to make their rows of it (their reach added up at that rate, rounded up; 0 for the last)."""
+    rates, rate = [], 1
+    for step in steps:
+        conv = _unwrap(step)
+        rate *= conv.stride if isinstance(conv, TimeMajorConvTranspose) else 1
+        rates.append(rate)
+    reaches = [_unwrap(step).reach for step in steps]
+
+    def later_reach(i: int, side: int) -> int:  # at the rate of step i's output
+        return math.ceil(sum(Fraction(reaches[j][side] * rates[i], rates[j - 1]) for j in range(i + 1, len(steps))))
+
+    margins = [(later_reach(i, 0), later_reach(i, 1)) for i in range(len(steps))]
+    return rates, margins
 
 
 def tiles(frames: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
@@ -291,14 +328,12 @@ class TimeMajorDecoder:
         self.lstm_block: LSTMBlock = layers[1]
         self.lstm = StreamLSTM(self.lstm_block.lstm, dtype)
         self.back_steps = _convert_convs(layers[2:], dtype)
-        self.hop, reach = 1, 0.0  # samples per frame so far; the back stack's reach, in frames
-        for module in (m for layer in layers[2:] for m in layer.modules()):
-            if isinstance(module, PaddedConvTranspose1d):
-                reach += 2 / self.hop  # an output row takes two input rows
-                self.hop *= module.convtr.convtr.stride
-            elif isinstance(module, PaddedConv1d):
-                reach += (module.kernel_size - 1) * module.dilation / self.hop
-        self.halo_frames = math.ceil(reach)  # the whole span bounds the reach on either side
+        if not isinstance(_unwrap(self.back_steps[0]), TimeMajorConvTranspose):
+            raise TypeError("expected an upsampling stack that starts with a transposed conv")
+        self.rates, self.margins = stack_margins(self.back_steps)
+        self.hop = self.rates[-1]  # samples per frame
+        # the reach of the tiled steps (all but the first), in frames: the rows the first step's output must keep
+        self.halo_frames = -(-max(self.margins[0]) // self.rates[0])
 
     def signals(self, latents: list[Tensor]) -> Iterator[Tensor]:
         """Quantized latents [T_i, D] -> signals [T_i * hop], one by one, each bit-identical to decoding it
@@ -311,10 +346,37 @@ class TimeMajorDecoder:
             yield self.back(out.add_(feat))
 
     def back(self, x: Tensor) -> Tensor:
-        """LSTM block output [T, C] -> signal [T * hop], in tiles of about ``TILE_FRAMES`` frames, each with
-        ``halo_frames`` (at least the conv stack's reach) more on each side (``run_tiled``)."""
-        return run_tiled(len(x), self.TILE_FRAMES, self.halo_frames, self.hop,
-                         lambda lo, hi: self._back_pass(x[lo:hi]))[:, 0]
+        """LSTM block output [T, C] -> signal [T * hop].
+
+        The first upsampling runs over the whole input: its weights are the stack's largest (2 x 16 MB at
+        full size) and its input has one row per frame, so a tile would read them again for every few rows.
+        The rest runs in tiles of about ``TILE_FRAMES`` frames (``tiles``), each computed over ``halo_frames``
+        more on each side, and each step's output is cut back to the rows that the later steps still read
+        (``margins``): the high-rate layers, which hold most of the work, compute little beyond the tile.
+        """
+        frames = len(x)
+        x = self.back_steps[0](x)
+        kept = [self._back_tile(x, frames, *tile) for tile in tiles(frames, self.TILE_FRAMES, self.halo_frames)]
+        return (kept[0] if len(kept) == 1 else torch.cat(kept))[:, 0]
+
+    def _back_tile(self, x: Tensor, frames: int, lo: int, start: int, stop: int, hi: int) -> Tensor:
+        """The first step's output x [frames * rates[0], C] -> the signal's rows of frames [start, stop),
+        [(stop - start) * hop, 1], computed from x's rows of frames [lo, hi).
+
+        A side where the tile touches an end of the signal is never cut: it is padded as the whole signal is
+        there. Elsewhere a step's output keeps ``margins`` rows beyond the tile, at least what the later steps
+        reach, so that every kept row is the arithmetic of one pass over the whole signal (up to float
+        rounding: see ``run_tiled``).
+        """
+        first = lo * self.rates[0]  # the signal row of y[0], at the current step's rate
+        y = x[first:hi * self.rates[0]]
+        for step, before, rate, (left, right) in zip(self.back_steps[1:], self.rates, self.rates[1:],
+                                                     self.margins[1:]):
+            y, first = step(y), first * (rate // before)
+            begin = start * rate - left if lo > 0 else 0
+            end = stop * rate + right if hi < frames else frames * rate
+            y, first = y[max(0, begin - first):end - first], max(begin, first)
+        return y[start * self.hop - first:stop * self.hop - first]
 
     def _back_pass(self, x: Tensor) -> Tensor:
         for step in self.back_steps:
