@@ -12,6 +12,7 @@ import torch
 
 from ..atomic import write_text_atomic
 from ..codes import save_codes
+from ..engine.allocator import tune_allocator
 from ..engine.encoder import BatchEncoder, EngineOptions
 from ..engine.windows import stitch, stream_pieces
 from ..errors import DmcodecError
@@ -299,6 +300,7 @@ class _Pieces:
 
 
 def _encode_items(model: DMCodec, todo: list[Item], sink, options: RunOptions, progress) -> tuple[int, float, list]:
+    tune_allocator()  # a long run: the engine's allocator policy, for the whole process
     encoder = BatchEncoder(model, options.engine)
     rate = model.sample_rate
     batch_samples = int(options.engine.batch_seconds * rate)

@@ -13,8 +13,6 @@ frames with the reference model and 99.997 % with dmcodec-mini (see docs/corpus.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..model import DMCodec
+from .allocator import release_freed
 from .device import model_device
 from .time_major import TimeMajorEncoder
 from .windows import Piece, WindowPlan, budget_groups, check_batch_seconds, plan_pieces, stitch
@@ -56,7 +55,6 @@ class BatchEncoder:
         self.model, self.options = model, options
         self.encoder = TimeMajorEncoder(model.encoder, DTYPES[options.dtype])
         self.device = model_device(model)
-        self._glibc = _Glibc()
 
     # -- public -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -91,31 +89,5 @@ class BatchEncoder:
         latents = self.encoder.latents([s.to(self.device) for s in signals])
         quantize = self.model.quantizer.encode
         codes = [quantize(z.float().t()[None], self.options.n_q)[:, 0].cpu() for z in latents]
-        self._glibc.trim()
+        release_freed()  # only where the application chose the allocator policy (engine.allocator)
         return codes
-
-
-class _Glibc:
-    """glibc's allocator, tuned for the engine: a fixed 16 MiB mmap threshold, and a trim after each group.
-
-    The conv tiles' buffers (under 13 MB) then come from the heap and are reused without page faults;
-    the LSTM's (tens of MB) are mapped and go back to the system when freed; and heap memory freed
-    during a group is returned after it. Measured on the full-size model, one process: glibc's default
-    let a 1-hour input grow past 2.2 GB of RSS (heap fragmentation), and mapping every buffer over
-    1 MiB cost ~3M page faults, ~20 % of the time, per 250 s of audio.
-    """
-
-    def __init__(self):
-        self.libc = None
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
-                self.libc = libc
-            except (OSError, AttributeError):  # not glibc
-                pass
-
-    def trim(self) -> None:
-        if self.libc is not None:
-            self.libc.malloc_trim(0)
-
