@@ -21,7 +21,8 @@ from torch import Tensor
 
 from ..model import DMCodec
 from .allocator import release_freed
-from .device import model_device
+from .device import exact_convs, model_device, to_device, to_host
+from .plan import DevicePlan
 from .time_major import TimeMajorEncoder
 from .windows import Piece, WindowPlan, budget_groups, check_batch_seconds, plan_pieces, stitch
 
@@ -47,14 +48,18 @@ class EngineOptions:
 
 
 class BatchEncoder:
-    """Encodes lists of mono signals [L_i] into codes [n_q, ceil(L_i / hop)] int64, many at a time."""
+    """Encodes lists of mono signals [L_i] into codes [n_q, ceil(L_i / hop)] int64, many at a time.
 
-    def __init__(self, model: DMCodec, options: EngineOptions = EngineOptions()):
+    ``plan``: how it computes on the model's device (default ``DevicePlan.for_device``: ``engine.plan``).
+    """
+
+    def __init__(self, model: DMCodec, options: EngineOptions = EngineOptions(), plan: DevicePlan | None = None):
         if options.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
         self.model, self.options = model, options
-        self.encoder = TimeMajorEncoder(model.encoder, DTYPES[options.dtype])
         self.device = model_device(model)
+        self.plan = plan or DevicePlan.for_device(self.device)
+        self.encoder = TimeMajorEncoder(model.encoder, DTYPES[options.dtype], self.plan)
 
     # -- public -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -86,8 +91,9 @@ class BatchEncoder:
 
     def _encode_group(self, signals: list[Tensor]) -> list[Tensor]:
         """Pieces [L_i] (each encoded whole) -> codes [n_q, T_i] on the CPU."""
-        latents = self.encoder.latents([s.to(self.device) for s in signals])
         quantize = self.model.quantizer.encode
-        codes = [quantize(z.float().t()[None], self.options.n_q)[:, 0].cpu() for z in latents]
+        with exact_convs(self.device):
+            latents = self.encoder.latents(to_device(signals, self.device, self.plan.pinned))
+            codes = to_host([quantize(z.float().t()[None], self.options.n_q)[:, 0] for z in latents])
         release_freed()  # only where the application chose the allocator policy (engine.allocator)
         return codes
