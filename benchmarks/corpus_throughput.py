@@ -243,6 +243,12 @@ def compare_engine_and_naive(results: list[dict], roof: dict, json_path: Path | 
               f"{engine / naive:.2f}x")
         print(f"  of the ceiling: engine {engine / roof['x_real_time']:.0%}, naive {naive / roof['x_real_time']:.0%}; "
               f"2x naive would be {2 * naive / roof['x_real_time']:.0%}")
+        cpu = {mode: [r["cpu_seconds"] for r in results if r["mode"] == mode and "cpu_seconds" in r]
+               for mode in ("engine", "naive")}
+        if cpu["engine"] and cpu["naive"]:  # at 1 thread: the work, whatever else ran on the machine
+            engine_cpu, naive_cpu = (statistics.median(cpu[mode]) for mode in ("engine", "naive"))
+            print(f"  by CPU seconds (medians): engine {engine_cpu:.1f} s, naive {naive_cpu:.1f} s = "
+                  f"{naive_cpu / engine_cpu:.2f}x")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
     if json_path:
         json_path.write_text(json.dumps(results, indent=2) + "\n")
