@@ -70,20 +70,31 @@ def write_store(path: Path, clips: list[Path]) -> float:
 
 def multiply_adds_per_frame(model) -> int:
     """Multiply-adds to decode one frame: the first conv, the LSTM and the upsampling conv stack."""
+    return sum(macs for _, macs in decoder_parts(model))
+
+
+def decoder_parts(model) -> list[tuple[str, int]]:
+    """(part, multiply-adds per frame) in the order the engine runs them: the first conv, the LSTM (input and
+    recurrent products), each step of the upsampling stack (``back_steps``)."""
     from dmcodec_cli.engine.time_major import TimeMajorConvTranspose, TimeMajorDecoder, TimeMajorResidual
 
     decoder = TimeMajorDecoder(model.decoder)
-    total = decoder.first.taps.numel() + sum(w.numel() for layer in decoder.lstm.params for d in layer for w in d[:2])
+    parts = [("first conv", decoder.first.taps.numel()),
+             ("LSTM", sum(w.numel() for layer in decoder.lstm.params for d in layer for w in d[:2]))]
     rows = 1  # rows per frame at the current step's input
-    for step in decoder.back_steps:
+    for i, step in enumerate(decoder.back_steps):
         if isinstance(step, TimeMajorResidual):
-            total += rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+            macs = rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+            name = f"residual {step.shortcut.taps.shape[-1]} ch"
         elif isinstance(step.func, TimeMajorConvTranspose):
-            total += rows * step.func.taps.numel()  # taps [2, C, stride * O] per input row
+            macs = rows * step.func.taps.numel()  # taps [2, C, stride * O] per input row
             rows *= step.func.stride
+            name = f"transposed conv x{step.func.stride} -> {step.func.taps.shape[-1] // step.func.stride} ch"
         else:
-            total += rows * step.func.taps.numel()
-    return total
+            macs = rows * step.func.taps.numel()
+            name = f"conv k{step.func.kernel_size} -> {step.func.taps.shape[-1]} ch"
+        parts.append((f"{i:2d} {name} @ {rows * model.config.frame_rate / 1000:g} kHz", macs))
+    return parts
 
 
 def ceiling(threads: int) -> dict:

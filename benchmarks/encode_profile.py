@@ -1,7 +1,7 @@
 """Where the encoder's time goes, part by part, against each part's arithmetic ceiling.
 
     .venv/bin/python benchmarks/encode_profile.py [--clips DIR] [--corpus-seconds 240] [--threads 2]
-                          [--dtype fp32] [--repeat 3] [--clock wall|cpu] [--json FILE]
+                          [--dtype fp32] [--repeat 3] [--clock wall|cpu] [--decode] [--json FILE]
 
 Full-size DM-Codec config with random weights (``corpus_throughput.full_size_model``), in one process. Each
 run is the corpus runner itself (``tokenize_corpus`` into a code store, reading in this process:
@@ -13,6 +13,10 @@ run is the corpus runner itself (``tokenize_corpus`` into a code store, reading 
   quantizer     the residual quantizer's distances and argmins (``quantizer.encode``)
   store writes  the journal and the final store (``StoreSink``)
   other         the rest of the run: batching, slot packing, the skip connection, stitching, Python
+--decode profiles the decode engine the same way instead: ``decode_store`` of a code store of random codes
+for the clips' lengths (as ``decode_throughput.py`` makes it), parts: store reads, the quantizer's lookups,
+the first conv, the LSTM, each step of the upsampling stack (``TimeMajorDecoder.back_steps``, tiles
+included), audio writes, other.
 For each part: seconds (median of --repeat runs, wall and CPU), GFLOP (its multiply-adds per frame counted
 from the model, x 2, times the frames encoded: tiles' halos are not useful work), the speed, and the
 fraction of the ceiling: the time its arithmetic would take at the speed of a 2048^3 matrix product in
@@ -34,8 +38,10 @@ from collections import defaultdict
 from pathlib import Path
 from unittest import mock
 
-from corpus_throughput import SPEECH, TRAIN_MINI, encoder_parts, full_size_model, make_corpus, matmul_gflops
-from decode_throughput import cpu_name
+import corpus_throughput
+import decode_throughput
+from corpus_throughput import SPEECH, TRAIN_MINI, encoder_parts, make_corpus, matmul_gflops
+from decode_throughput import cpu_name, decoder_parts
 
 
 class Clock:
@@ -69,9 +75,11 @@ class Clock:
         return timed
 
 
-def profile_run(model, inputs: Path, output: Path, dtype: str,
-                batch_seconds: float) -> tuple[Clock, float, float, float]:
-    """One corpus run with every part timed: (clock, audio seconds, wall seconds, CPU seconds)."""
+Run = tuple[Clock, float, float, float]  #: a run's clock, audio seconds, wall seconds and CPU seconds
+
+
+def encode_run(model, inputs: Path, output: Path, dtype: str, batch_seconds: float) -> Run:
+    """One corpus run with every part timed."""
     from dmcodec_cli.audio import AudioReader
     from dmcodec_cli.corpus import runner
     from dmcodec_cli.corpus.inputs import collect_inputs
@@ -105,15 +113,49 @@ def profile_run(model, inputs: Path, output: Path, dtype: str,
     return clock, summary.audio_seconds, wall, cpu
 
 
-def table(runs: list[tuple[Clock, float, float, float]], model, peak: float, by_cpu: bool) -> list[dict]:
-    """Per part: median seconds over the runs, GFLOP, GFLOP/s, fraction of the ceiling and of the run (the
-    last three by CPU seconds if ``by_cpu``, else by wall seconds)."""
+def decode_run(model, store: Path, output: Path) -> Run:
+    """One run of ``decode_store`` with every part timed."""
+    from dmcodec_cli.corpus import report
+    from dmcodec_cli.corpus.store import CodeStore
+    from dmcodec_cli.engine.decoder import BatchDecoder
+
+    clock = Clock()
+    names = [name for name, _ in decoder_parts(model)][2:]
+
+    def instrumented(model):
+        engine = BatchDecoder(model)
+        inner = engine.decoder
+        inner.first = clock.wrap("first conv", inner.first)
+        inner.lstm = clock.wrap("LSTM", inner.lstm)
+        inner.back_steps = [clock.wrap(name, step) for name, step in zip(names, inner.back_steps)]
+        return engine
+
+    with mock.patch.object(report, "BatchDecoder", instrumented), \
+            mock.patch.object(model.quantizer, "decode", clock.wrap("quantizer", model.quantizer.decode)), \
+            mock.patch.object(CodeStore, "__getitem__", clock.wrap("store reads", CodeStore.__getitem__)), \
+            mock.patch.object(report, "save_audio", clock.wrap("audio writes", report.save_audio)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        summary = report.decode_store(model, store, output)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    clock.wall["other"] = wall - sum(clock.wall.values())
+    clock.cpu["other"] = cpu - sum(clock.cpu.values())
+    with CodeStore(store) as codes:
+        audio = float(codes.num_samples.sum()) / model.sample_rate
+    assert len(summary.written) == len(codes.ids)
+    return clock, audio, wall, cpu
+
+
+def table(runs: list[Run], parts: list[tuple[str, int]], rest: list[str], stack_name: str, frame_rate: float,
+          peak: float, by_cpu: bool) -> list[dict]:
+    """Per part (``parts``: name and multiply-adds per frame; ``rest``: parts without arithmetic): median
+    seconds over the runs, GFLOP, GFLOP/s, fraction of the ceiling and of the run (the last three by CPU
+    seconds if ``by_cpu``, else by wall seconds)."""
     audio = runs[0][1]
-    frames = audio * model.config.frame_rate
-    macs = dict(encoder_parts(model))
+    frames = audio * frame_rate
+    macs = dict(parts)
     total = statistics.median(run[3 if by_cpu else 2] for run in runs)
     rows = []
-    for part in [*macs, "reading", "store writes", "other"]:
+    for part in [*macs, *rest, "other"]:
         wall = statistics.median(clock.wall[part] for clock, *_ in runs)
         cpu = statistics.median(clock.cpu[part] for clock, *_ in runs)
         seconds = cpu if by_cpu else wall
@@ -123,7 +165,7 @@ def table(runs: list[tuple[Clock, float, float, float]], model, peak: float, by_
                      "gflops": round(gflop / seconds, 1) if gflop else None,
                      "of_ceiling": round(gflop / peak / seconds, 3) if gflop else None})
     conv = [r for r in rows if r["part"][:2].strip().isdigit()]
-    stack = {"part": "conv stack (all steps)", "seconds": round(sum(r["seconds"] for r in conv), 3),
+    stack = {"part": stack_name, "seconds": round(sum(r["seconds"] for r in conv), 3),
              "cpu_seconds": round(sum(r["cpu_seconds"] for r in conv), 3),
              "share": round(sum(r["share"] for r in conv), 4), "gflop": round(sum(r["gflop"] for r in conv), 1)}
     seconds = stack["cpu_seconds" if by_cpu else "seconds"]
@@ -145,37 +187,45 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="the seconds that speeds and fractions are computed from (cpu: for --threads 1)")
+    parser.add_argument("--decode", action="store_true", help="profile the decode engine instead (fp32)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    model = full_size_model()
-    with tempfile.TemporaryDirectory(prefix="dmcodec-encode-profile-") as tmp:
+    dtype = "fp32" if args.decode else args.dtype
+    model = (decode_throughput if args.decode else corpus_throughput).full_size_model()
+    with tempfile.TemporaryDirectory(prefix="dmcodec-engine-profile-") as tmp:
         files = make_corpus(Path(tmp) / "clips", args.corpus_seconds, args.clips)
-        peak = matmul_gflops(args.dtype, time.process_time if args.clock == "cpu" else time.perf_counter)
-        print(f"{cpu_name()}, threads {args.threads}, cpus {os.cpu_count()}, {args.dtype}, {args.clock} clock; "
-              f"corpus: {len(files)} "
-              f"clips; matrix product {peak:.1f} GFLOP/s; load average {os.getloadavg()[0]:.1f}", flush=True)
+        if args.decode:
+            decode_throughput.write_store(Path(tmp) / "codes.h5", files)
+        peak = matmul_gflops(dtype, time.process_time if args.clock == "cpu" else time.perf_counter)
+        print(f"{cpu_name()}, threads {args.threads}, cpus {os.cpu_count()}, {dtype}, {args.clock} clock, "
+              f"{'decode' if args.decode else 'encode'}; corpus: {len(files)} clips; matrix product {peak:.1f} "
+              f"GFLOP/s; load average {os.getloadavg()[0]:.1f}", flush=True)
         runs = []
         for i in range(args.repeat):
-            runs.append(profile_run(model, Path(tmp) / "clips", Path(tmp) / f"run{i}.h5", args.dtype,
-                                    args.batch_seconds))
+            runs.append(decode_run(model, Path(tmp) / "codes.h5", Path(tmp) / f"audio{i}") if args.decode else
+                        encode_run(model, Path(tmp) / "clips", Path(tmp) / f"run{i}.h5", dtype, args.batch_seconds))
             print(f"run {i + 1}: {runs[-1][1]:.1f} s of audio in {runs[-1][2]:.2f} s ({runs[-1][3]:.2f} CPU s)",
                   flush=True)
-    rows = table(runs, model, peak, args.clock == "cpu")
-    print(f"\n{'part':<38}{'s':>8}{'CPU s':>8}{'share':>8}{'GFLOP':>8}{'GFLOP/s':>9}{'of ceiling':>12}")
+    parts, rest = ((decoder_parts(model), ["store reads", "audio writes"]) if args.decode else
+                   (encoder_parts(model), ["reading", "store writes"]))
+    stack = "upsampling stack (its steps)" if args.decode else "conv stack (its steps)"
+    rows = table(runs, parts, rest, stack, model.config.frame_rate, peak, args.clock == "cpu")
+    print(f"\n{'part':<46}{'s':>8}{'CPU s':>8}{'share':>8}{'GFLOP':>8}{'GFLOP/s':>9}{'of ceiling':>12}")
     for r in rows[:-1]:
         speed = f"{r['gflops']:>9}" if r.get("gflops") else f"{'':>9}"
         fraction = f"{r['of_ceiling']:>12.0%}" if r.get("of_ceiling") else f"{'':>12}"
-        print(f"{r['part']:<38}{r['seconds']:>8}{r['cpu_seconds']:>8}{r['share']:>8.1%}{r['gflop']:>8}{speed}"
+        print(f"{r['part']:<46}{r['seconds']:>8}{r['cpu_seconds']:>8}{r['share']:>8.1%}{r['gflop']:>8}{speed}"
               f"{fraction}")
     run = rows[-1]
     print(f"run: {run['audio_seconds']} s of audio in {run['seconds']} {args.clock} s = {run['x_real_time']}x real "
           f"time, {run['of_ceiling']:.0%} of the ceiling; load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "dtype": args.dtype,
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "threads": args.threads, "dtype": dtype,
+                                         "engine": "decode" if args.decode else "encode",
                                          "clock": args.clock,
                                          "matmul_gflops": round(peak, 1), "parts": rows}, indent=2) + "\n")
 
