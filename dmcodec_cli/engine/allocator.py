@@ -9,7 +9,9 @@ Why: the conv tiles' buffers (under 13 MB at full size) then come from the heap 
 faults, the LSTM's (tens of MB) are mapped and go back to the system when freed, and the heap memory freed
 during a batch is returned after it. Measured on the full-size model, one process: glibc's default let a
 1-hour input grow past 2.2 GB of RSS (heap fragmentation), and mapping every buffer over 1 MiB cost ~3M
-page faults, ~20 % of the time, per 250 s of audio (docs/corpus.md, "Memory").
+page faults, ~20 % of the time, per 250 s of audio (docs/corpus.md, "Memory"). Decoding is faster without
+it (its ~16 MB whole-utterance buffers would be mapped and unmapped every time), so ``dmcodec decode`` does
+not choose it.
 """
 
 from __future__ import annotations

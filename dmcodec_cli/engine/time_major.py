@@ -10,6 +10,8 @@ as rows of s samples, [T + 1, s * C], and sums two products, rows t and t + 1. A
 samples, added with a shift of one row. The LSTM is time-major already, and the quantizer takes the
 latent [T, D] as it is. Same padding rules, same taps: values
 differ from the conv path only by float rounding (see docs/corpus.md for the measured code agreement).
+A device's plan (``plan.DevicePlan``) may instead run the model's own conv modules over whole signals
+(``ModuleStep``: cuDNN on a GPU), keeping the time-major LSTM batching around them.
 """
 
 from __future__ import annotations
