@@ -39,7 +39,9 @@ DECODE_MAX_DIFF, DECODE_RMS_DIFF = 1e-4, 1e-5
 class DecodeOptions:
     """How code arrays are grouped and cut. Seconds are at the model's sample rate."""
 
-    batch_seconds: float = 240.0  #: audio per LSTM batch (sum of the pieces' lengths)
+    #: audio per LSTM batch (sum of the pieces' lengths); a store's last batch may take half as much more
+    #: rather than leave a small rest alone (``corpus.report``)
+    batch_seconds: float = 240.0
     windows: WindowPlan = DECODE_WINDOWS
 
     def __post_init__(self) -> None:
