@@ -99,23 +99,35 @@ def peak_rss_mb() -> dict:
 
 def multiply_adds_per_frame(model) -> int:
     """Multiply-adds to encode one frame: the encoder's convs, LSTM and last conv, and the quantizer's distances."""
+    return sum(macs for _, macs in encoder_parts(model))
+
+
+def encoder_parts(model) -> list[tuple[str, int]]:
+    """(part, multiply-adds per frame) in the order the engine runs them: each conv-stack step (``front_steps``),
+    the LSTM (input and recurrent products), the last conv and the quantizer's distances."""
     from dmcodec_cli.engine.time_major import TimeMajorEncoder, TimeMajorResidual
 
     encoder = TimeMajorEncoder(model.encoder)
-    total, rows = 0, encoder.hop  # rows per frame at the current conv's output
-    for step in encoder.front_steps:
+    parts, rows = [], encoder.hop  # rows per frame at the current conv's output
+    for i, step in enumerate(encoder.front_steps):
         if isinstance(step, TimeMajorResidual):
-            total += rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+            channels = step.shortcut.taps.shape[-1]
+            macs = rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+            name = f"residual {channels} ch"
         else:
             rows //= step.func.stride
-            total += rows * step.func.taps.numel()  # taps [kernel / stride, stride * C, O]
-    total += sum(w.numel() for layer in encoder.lstm.params for d in layer for w in d[:2])  # weight_ih, weight_hh
-    total += encoder.last.taps.numel()
-    return total + sum(layer._codebook.embed.numel() for layer in model.quantizer.vq.layers)
+            macs = rows * step.func.taps.numel()  # taps [kernel / stride, stride * C, O]
+            channels = step.func.taps.shape[-1]
+            name = f"conv k{step.func.kernel_size}/{step.func.stride} -> {channels} ch"
+        parts.append((f"{i:2d} {name} @ {rows * model.config.frame_rate / 1000:g} kHz", macs))
+    parts.append(("LSTM", sum(w.numel() for layer in encoder.lstm.params for d in layer for w in d[:2])))
+    parts.append(("last conv", encoder.last.taps.numel()))
+    parts.append(("quantizer", sum(layer._codebook.embed.numel() for layer in model.quantizer.vq.layers)))
+    return parts
 
 
-def matmul_gflops(dtype: str) -> float:
-    """The best speed of a large matrix product (2048 x 2048 x 2048) in ``dtype``, GFLOP/s."""
+def matmul_gflops(dtype: str, clock=time.perf_counter) -> float:
+    """The best speed of a large matrix product (2048 x 2048 x 2048) in ``dtype``, GFLOP/s, timed by ``clock``."""
     import torch
 
     from dmcodec_cli.engine.encoder import DTYPES
@@ -123,9 +135,9 @@ def matmul_gflops(dtype: str) -> float:
     a, b = (torch.randn(2048, 2048, dtype=DTYPES[dtype]) for _ in range(2))
     best = float("inf")
     for _ in range(8):
-        start = time.perf_counter()
+        start = clock()
         a @ b
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return 2 * 2048 ** 3 / best / 1e9
 
 
@@ -231,6 +243,12 @@ def compare_engine_and_naive(results: list[dict], roof: dict, json_path: Path | 
               f"{engine / naive:.2f}x")
         print(f"  of the ceiling: engine {engine / roof['x_real_time']:.0%}, naive {naive / roof['x_real_time']:.0%}; "
               f"2x naive would be {2 * naive / roof['x_real_time']:.0%}")
+        cpu = {mode: [r["cpu_seconds"] for r in results if r["mode"] == mode and "cpu_seconds" in r]
+               for mode in ("engine", "naive")}
+        if cpu["engine"] and cpu["naive"]:  # at 1 thread: the work, whatever else ran on the machine
+            engine_cpu, naive_cpu = (statistics.median(cpu[mode]) for mode in ("engine", "naive"))
+            print(f"  by CPU seconds (medians): engine {engine_cpu:.1f} s, naive {naive_cpu:.1f} s = "
+                  f"{naive_cpu / engine_cpu:.2f}x")
     print(f"load average at the end: {os.getloadavg()[0]:.1f} (other processes share these cores)")
     if json_path:
         json_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -77,20 +77,31 @@ def write_store(path: Path, clips: list[Path]) -> float:
 
 def multiply_adds_per_frame(model) -> int:
     """Multiply-adds to decode one frame: the first conv, the LSTM and the upsampling conv stack."""
+    return sum(macs for _, macs in decoder_parts(model))
+
+
+def decoder_parts(model) -> list[tuple[str, int]]:
+    """(part, multiply-adds per frame) in the order the engine runs them: the first conv, the LSTM (input and
+    recurrent products), each step of the upsampling stack (``back_steps``)."""
     from dmcodec_cli.engine.time_major import TimeMajorConvTranspose, TimeMajorDecoder, TimeMajorResidual
 
     decoder = TimeMajorDecoder(model.decoder)
-    total = decoder.first.taps.numel() + sum(w.numel() for layer in decoder.lstm.params for d in layer for w in d[:2])
+    parts = [("first conv", decoder.first.taps.numel()),
+             ("LSTM", sum(w.numel() for layer in decoder.lstm.params for d in layer for w in d[:2]))]
     rows = 1  # rows per frame at the current step's input
-    for step in decoder.back_steps:
+    for i, step in enumerate(decoder.back_steps):
         if isinstance(step, TimeMajorResidual):
-            total += rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+            macs = rows * sum(conv.taps.numel() for conv in (step.first, step.second, step.shortcut))
+            name = f"residual {step.shortcut.taps.shape[-1]} ch"
         elif isinstance(step.func, TimeMajorConvTranspose):
-            total += rows * step.func.taps.numel()  # taps [2, C, stride * O] per input row
+            macs = rows * step.func.taps.numel()  # taps [2, C, stride * O] per input row
             rows *= step.func.stride
+            name = f"transposed conv x{step.func.stride} -> {step.func.taps.shape[-1] // step.func.stride} ch"
         else:
-            total += rows * step.func.taps.numel()
-    return total
+            macs = rows * step.func.taps.numel()
+            name = f"conv k{step.func.kernel_size} -> {step.func.taps.shape[-1]} ch"
+        parts.append((f"{i:2d} {name} @ {rows * model.config.frame_rate / 1000:g} kHz", macs))
+    return parts
 
 
 def ceiling(threads: int) -> dict:
@@ -109,14 +120,25 @@ def measure(mode: str, store: Path, threads: int, seconds_of: dict[str, float]) 
     """Runs in a child process: decode ``store`` (or a long code array) one way, report speed and memory."""
     import torch
 
+    torch.set_num_threads(threads)
+    model = full_size_model()
+    with tempfile.TemporaryDirectory(prefix=f"bench-decode-{mode}-") as folder:
+        seconds, files, wall, cpu = decode_into(Path(folder), mode, model, store, seconds_of)
+    return {"mode": mode, "files": files, "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
+            "x_real_time": round(seconds / wall, 2), "cpu_seconds": round(cpu, 2),
+            "peak_rss_mb": peak_rss_mb()["peak_rss_mb"]}
+
+
+def decode_into(out: Path, mode: str, model, store: Path, seconds_of: dict[str, float]) -> tuple[float, int, float,
+                                                                                               float]:
+    """Decode ``store`` (or a long code array) one way into ``out``: (audio seconds, files, wall s, CPU s)."""
+    import torch
+
     from dmcodec_cli.audio import save_audio
     from dmcodec_cli.corpus.report import decode_store
     from dmcodec_cli.corpus.store import CodeStore
     from dmcodec_cli.inference import decode_file
 
-    torch.set_num_threads(threads)
-    model = full_size_model()
-    out = Path(tempfile.mkdtemp(prefix=f"bench-decode-{mode}-"))
     start, cpu_start = time.perf_counter(), time.process_time()
     if mode == "engine":
         summary = decode_store(model, store, out / "audio")
@@ -132,7 +154,7 @@ def measure(mode: str, store: Path, threads: int, seconds_of: dict[str, float]) 
     else:
         frames = int(seconds_of[mode] * model.config.frame_rate)
         codes = np.random.default_rng(1).integers(0, 1024, (8, frames), dtype=np.int16)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if mode == "short-naive":
             with torch.inference_mode():
                 samples = model.decode(torch.from_numpy(codes.astype(np.int64))[:, None]).view(-1).numpy()
@@ -140,11 +162,7 @@ def measure(mode: str, store: Path, threads: int, seconds_of: dict[str, float]) 
             seconds, files = len(samples) / RATE, 1
         else:
             seconds, files = decode_file(model, codes, out / "file.wav") / RATE, 1
-    wall = time.perf_counter() - start
-    cpu = time.process_time() - cpu_start
-    return {"mode": mode, "files": files, "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
-            "x_real_time": round(seconds / wall, 2), "cpu_seconds": round(cpu, 2),
-            "peak_rss_mb": peak_rss_mb()["peak_rss_mb"]}
+    return seconds, files, time.perf_counter() - start, time.process_time() - cpu_start
 
 
 def sf_frames(path: Path) -> int:

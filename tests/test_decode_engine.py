@@ -17,7 +17,7 @@ from dmcodec_cli.corpus.report import decode_store
 from dmcodec_cli.corpus.store import Entry, StoreMeta, StoreWriter
 from dmcodec_cli.engine.decoder import BatchDecoder, DecodeOptions
 from dmcodec_cli.engine.time_major import TimeMajorConvTranspose, TimeMajorDecoder
-from dmcodec_cli.engine.windows import WindowPlan
+from dmcodec_cli.engine.windows import WindowPlan, budget_groups
 from dmcodec_cli.inference import decode_file, encode_samples
 from dmcodec_cli.modules import PaddedConvTranspose1d
 from dmcodec_cli.registry import load_model
@@ -146,6 +146,17 @@ def test_a_store_is_decoded_in_batches_as_each_utterance_decodes_alone(small_mod
         written, _ = sf.read(tmp_path / "out" / f"{name}.wav", dtype="int16")
         assert np.array_equal(written, sf.read(tmp_path / "alone.wav", dtype="int16")[0]), name
         (tmp_path / "alone.wav").unlink()
+
+
+def test_a_rest_of_less_than_half_a_batch_joins_the_last_batch_when_the_total_is_known():
+    """As a store's decoding groups its utterances: a few left alone would run the LSTM over few slots."""
+    def size(n):
+        return n
+
+    assert list(budget_groups([5] * 10, size, 20)) == [[5] * 4, [5] * 4, [5] * 2]  # a stream: no total
+    assert list(budget_groups([5] * 10, size, 20, total=50)) == [[5] * 4, [5] * 6]
+    assert list(budget_groups([5] * 11, size, 20, total=55)) == [[5] * 4, [5] * 4, [5] * 3]  # 15: over half
+    assert list(budget_groups([5, 30, 5], size, 20, total=40)) == [[5], [30], [5]]  # the large one stays alone
 
 
 def test_options_that_cannot_be_meant_are_refused():

@@ -23,6 +23,7 @@ from ..codes import (
 from ..config import ConfigFile
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
+from ..engine.allocator import tune_allocator
 from ..engine.windows import WindowPlan
 from ..errors import DmcodecError
 from ..inference import decode_file, encode_file
@@ -93,6 +94,7 @@ def encode(
     options = args.run_options(None).engine  # validates the options before the model loads
     codec = drop_decoder(load_model(model, pick_device(device)))
     n_q = check_n_q(n_q, codec.n_q)
+    tune_allocator()  # this process encodes: the engine's allocator policy (engine.allocator)
     with AudioReader(input, codec.sample_rate) as reader:
         long = reader.duration > options.windows.longest_whole_seconds
         with SecondsProgress(reader.duration, f"encode {input.name}", console_err, disable=not long) as bar:

@@ -101,16 +101,21 @@ def _jobs(store: CodeStore, source: str, chosen: list[str], target: Callable[[st
         yield job
 
 
-def _decode_jobs(decoder: BatchDecoder, jobs: Iterable[_Job], source: str, summary: DecodeSummary,
-                 progress: Quiet) -> None:
-    """Decode utterances in batches of ``decoder.options.batch_seconds`` of audio; one too long to decode
-    whole goes alone, window by window (``decode_file``), so memory does not grow with it."""
+def _decode_jobs(decoder: BatchDecoder, jobs: Iterable[_Job], frames: list[int], source: str,
+                 summary: DecodeSummary, progress: Quiet) -> None:
+    """Decode utterances (``frames``: each one's length, in order) in batches of
+    ``decoder.options.batch_seconds`` of audio, the last taking up to half a batch more rather than leave
+    it to a small one (``budget_groups``); one too long to decode whole goes alone, window by window
+    (``decode_file``), so memory does not grow with it."""
     model = decoder.model
     longest = int(decoder.options.windows.longest_whole_seconds * model.sample_rate) // model.hop_length
     budget = int(decoder.options.batch_seconds * model.sample_rate) // model.hop_length
 
+    def size_of(length: int) -> int:
+        return length if length <= longest else budget + 1  # a long one alone
+
     def size(job: _Job) -> int:
-        return job.codes.shape[1] if job.codes.shape[1] <= longest else budget + 1  # a long one alone
+        return size_of(job.codes.shape[1])
 
     def write(job: _Job, action: Callable[[], object]) -> None:
         try:
@@ -123,7 +128,7 @@ def _decode_jobs(decoder: BatchDecoder, jobs: Iterable[_Job], source: str, summa
             summary.written.append(job.target)
             progress.advance(1, job.num_samples / model.sample_rate)
 
-    for group in budget_groups(jobs, size, budget):
+    for group in budget_groups(jobs, size, budget, total=sum(map(size_of, frames))):
         if size(group[0]) > budget:
             job = group[0]
             write(job, lambda: decode_file(model, job.codes, job.target, job.num_samples, decoder))
@@ -160,7 +165,9 @@ def decode_store(model: DMCodec, path: str | os.PathLike, outdir: str | os.PathL
         try:
             target = functools.partial(_target, outdir, extension=extension, ours=ours, overwrite=overwrite)
             jobs = _jobs(store, str(path), chosen, target, summary, progress)
-            _decode_jobs(BatchDecoder(model), jobs, str(path), summary, progress)
+            lengths = np.diff(store.offsets)
+            frames = [int(lengths[store.index(name)]) for name in chosen]
+            _decode_jobs(BatchDecoder(model), jobs, frames, str(path), summary, progress)
         finally:
             progress.stop()
     summary.failures_file = write_failures(failures_path, summary.failures)

@@ -14,6 +14,7 @@ import torch
 
 from ..atomic import write_text_atomic
 from ..codes import save_codes
+from ..engine.allocator import tune_allocator
 from ..engine.encoder import BatchEncoder, EngineOptions
 from ..engine.windows import stitch, stream_pieces
 from ..errors import DmcodecError, printable
@@ -349,6 +350,7 @@ class RankResult:
 
 def _results(model: DMCodec, todo: list[Item], options: RunOptions) -> Iterator[PieceCodes | Failed]:
     """Every piece of ``todo``, read in workers and encoded in length-sorted batches, as it comes."""
+    tune_allocator()  # a long run: the engine's allocator policy, for the whole process
     encoder = BatchEncoder(model, options.engine)
     rate = model.sample_rate
     batch_samples = int(options.engine.batch_seconds * rate)

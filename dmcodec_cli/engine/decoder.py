@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from ..model import DMCodec
-from .device import model_device
+from .device import exact_convs, model_device, to_device, to_host
+from .plan import DevicePlan
 from .time_major import TimeMajorDecoder
 from .windows import Piece, WindowPlan, budget_groups, check_batch_seconds, plan_pieces
 
@@ -38,7 +39,9 @@ DECODE_MAX_DIFF, DECODE_RMS_DIFF = 1e-4, 1e-5
 class DecodeOptions:
     """How code arrays are grouped and cut. Seconds are at the model's sample rate."""
 
-    batch_seconds: float = 240.0  #: audio per LSTM batch (sum of the pieces' lengths)
+    #: audio per LSTM batch (sum of the pieces' lengths); a store's last batch may take half as much more
+    #: rather than leave a small rest alone (``corpus.report``)
+    batch_seconds: float = 240.0
     windows: WindowPlan = DECODE_WINDOWS
 
     def __post_init__(self) -> None:
@@ -47,12 +50,16 @@ class DecodeOptions:
 
 
 class BatchDecoder:
-    """Decodes code arrays [K, T_i] (codebooks 0..K-1) into mono signals [T_i * hop] float32, many at a time."""
+    """Decodes code arrays [K, T_i] (codebooks 0..K-1) into mono signals [T_i * hop] float32, many at a time.
 
-    def __init__(self, model: DMCodec, options: DecodeOptions = DecodeOptions()):
+    ``plan``: how it computes on the model's device (default ``DevicePlan.for_device``: ``engine.plan``).
+    """
+
+    def __init__(self, model: DMCodec, options: DecodeOptions = DecodeOptions(), plan: DevicePlan | None = None):
         self.model, self.options = model, options
-        self.decoder = TimeMajorDecoder(model.decoder)
         self.device = model_device(model)
+        self.plan = plan or DevicePlan.for_device(self.device)
+        self.decoder = TimeMajorDecoder(model.decoder, plan=self.plan)
         self.hop = model.hop_length
 
     @torch.inference_mode()
@@ -94,8 +101,10 @@ class BatchDecoder:
         if any(c.shape[1] == 0 for c in codes):
             raise ValueError("cannot decode codes of no frames")
         quantize = self.model.quantizer.decode
-        latents = [quantize(_int64(c).to(self.device)[:, None])[0].t() for c in codes]
-        return [signal.float().cpu() for signal in self.decoder.signals(latents)]
+        with exact_convs(self.device):
+            latents = [quantize(c[:, None])[0].t() for c in to_device([_int64(c) for c in codes], self.device,
+                                                                         self.plan.pinned)]
+            return to_host([signal.float() for signal in self.decoder.signals(latents)])
 
 
 def _int64(codes: np.ndarray | Tensor) -> Tensor:

@@ -13,8 +13,6 @@ frames with the reference model and 99.997 % with dmcodec-mini (see docs/corpus.
 
 from __future__ import annotations
 
-import ctypes
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,7 +20,9 @@ import torch
 from torch import Tensor
 
 from ..model import DMCodec
-from .device import model_device
+from .allocator import release_freed
+from .device import exact_convs, model_device, to_device, to_host
+from .plan import DevicePlan
 from .time_major import TimeMajorEncoder
 from .windows import Piece, WindowPlan, budget_groups, check_batch_seconds, plan_pieces, stitch
 
@@ -48,15 +48,18 @@ class EngineOptions:
 
 
 class BatchEncoder:
-    """Encodes lists of mono signals [L_i] into codes [n_q, ceil(L_i / hop)] int64, many at a time."""
+    """Encodes lists of mono signals [L_i] into codes [n_q, ceil(L_i / hop)] int64, many at a time.
 
-    def __init__(self, model: DMCodec, options: EngineOptions = EngineOptions()):
+    ``plan``: how it computes on the model's device (default ``DevicePlan.for_device``: ``engine.plan``).
+    """
+
+    def __init__(self, model: DMCodec, options: EngineOptions = EngineOptions(), plan: DevicePlan | None = None):
         if options.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {options.dtype!r}")
         self.model, self.options = model, options
-        self.encoder = TimeMajorEncoder(model.encoder, DTYPES[options.dtype])
         self.device = model_device(model)
-        self._glibc = _Glibc()
+        self.plan = plan or DevicePlan.for_device(self.device)
+        self.encoder = TimeMajorEncoder(model.encoder, DTYPES[options.dtype], self.plan)
 
     # -- public -------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -88,34 +91,9 @@ class BatchEncoder:
 
     def _encode_group(self, signals: list[Tensor]) -> list[Tensor]:
         """Pieces [L_i] (each encoded whole) -> codes [n_q, T_i] on the CPU."""
-        latents = self.encoder.latents([s.to(self.device) for s in signals])
         quantize = self.model.quantizer.encode
-        codes = [quantize(z.float().t()[None], self.options.n_q)[:, 0].cpu() for z in latents]
-        self._glibc.trim()
+        with exact_convs(self.device):
+            latents = self.encoder.latents(to_device(signals, self.device, self.plan.pinned))
+            codes = to_host([quantize(z.float().t()[None], self.options.n_q)[:, 0] for z in latents])
+        release_freed()  # only where the application chose the allocator policy (engine.allocator)
         return codes
-
-
-class _Glibc:
-    """glibc's allocator, tuned for the engine: a fixed 16 MiB mmap threshold, and a trim after each group.
-
-    The conv tiles' buffers (under 13 MB) then come from the heap and are reused without page faults;
-    the LSTM's (tens of MB) are mapped and go back to the system when freed; and heap memory freed
-    during a group is returned after it. Measured on the full-size model, one process: glibc's default
-    let a 1-hour input grow past 2.2 GB of RSS (heap fragmentation), and mapping every buffer over
-    1 MiB cost ~3M page faults, ~20 % of the time, per 250 s of audio.
-    """
-
-    def __init__(self):
-        self.libc = None
-        if sys.platform.startswith("linux"):
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
-                self.libc = libc
-            except (OSError, AttributeError):  # not glibc
-                pass
-
-    def trim(self) -> None:
-        if self.libc is not None:
-            self.libc.malloc_trim(0)
-

@@ -10,14 +10,18 @@ as rows of s samples, [T + 1, s * C], and sums two products, rows t and t + 1. A
 samples, added with a shift of one row. The LSTM is time-major already, and the quantizer takes the
 latent [T, D] as it is. Same padding rules, same taps: values
 differ from the conv path only by float rounding (see docs/corpus.md for the measured code agreement).
+A device's plan (``plan.DevicePlan``) may instead run the model's own conv modules over whole signals
+(``ModuleStep``: cuDNN on a GPU), keeping the time-major LSTM batching around them.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +36,7 @@ from ..modules import (
     SEANetEncoder,
     conv_padding,
 )
+from .plan import CPU_PLAN, DevicePlan
 
 
 def pad_time(x: Tensor, left: int, right: int) -> Tensor:
@@ -86,6 +91,12 @@ class TimeMajorConv:
             out.addmm_(rows[shift:shift + frames], self.taps[m])
         return out
 
+    @property
+    def reach(self) -> tuple[int, int]:
+        """(left, right): the input rows before and after its own that an output row of a stride-1 conv reads."""
+        span = (self.kernel_size - 1) * self.dilation
+        return span - span // 2, span // 2
+
 
 @dataclass
 class TimeMajorResidual:
@@ -98,6 +109,10 @@ class TimeMajorResidual:
     def __call__(self, x: Tensor) -> Tensor:
         y = self.second(F.elu_(self.first(x, elu_first=True)))
         return y.addmm_(x, self.shortcut.taps[0]).add_(self.shortcut.bias)
+
+    @property
+    def reach(self) -> tuple[int, int]:
+        return self.first.reach
 
 
 @dataclass
@@ -137,12 +152,17 @@ class TimeMajorConvTranspose:
         left = s - s // 2  # the module's trim: kernel - stride = s, the larger half on the left
         return samples[left:left + frames * s]
 
+    #: output rows [t * s, (t + 1) * s) read input rows t - 1 to t + 1 (two taps, shifted by the trim)
+    reach = (1, 1)
+
 
 class StreamLSTM:
     """An ``nn.LSTM``'s inference over packed streams (``SlotPlan``), each sequence's state reset where it
-    starts. Weights are copied once, in ``dtype``."""
+    starts. Weights are copied once, in ``dtype``. A call runs at most ``stretch`` steps (None: from one
+    start to the next)."""
 
-    def __init__(self, lstm: torch.nn.LSTM, dtype: torch.dtype):
+    def __init__(self, lstm: torch.nn.LSTM, dtype: torch.dtype, stretch: int | None = CPU_PLAN.stretch_steps):
+        self.stretch = stretch
         directions = ("", "_reverse") if lstm.bidirectional else ("",)
         self.params = [[[getattr(lstm, f"{name}_l{layer}{d}").detach().to(dtype)
                          for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
@@ -165,7 +185,7 @@ class StreamLSTM:
             for d, params in enumerate(directions):
                 reverse = d == 1
                 starts = plan.reversed_starts if reverse else plan.starts
-                _run_stream(stream, starts, params, out[..., d * hidden:(d + 1) * hidden], reverse)
+                _run_stream(stream, starts, params, out[..., d * hidden:(d + 1) * hidden], reverse, self.stretch)
             stream = out
         return stream
 
@@ -187,6 +207,29 @@ def _convert_convs(layers, dtype) -> list:
         else:
             raise TypeError(f"unexpected conv-stack layer {type(layer).__name__}")
     return steps
+
+
+def _unwrap(step):
+    """A conv-stack step of ``_convert_convs`` -> its conv (a plain conv is wrapped with its ``elu_first``)."""
+    return step.func if isinstance(step, functools.partial) else step
+
+
+def stack_margins(steps: list) -> tuple[list[int], list[tuple[int, int]]]:
+    """An upsampling conv stack [T, C] -> [T * hop, C'] (``_convert_convs``): each step's output rows per
+    input row of the stack, and (left, right), the rows of its output on each side of a row that the later
+    steps read to make their rows of it (their reach added up at that rate, rounded up; 0 for the last)."""
+    rates, rate = [], 1
+    for step in steps:
+        conv = _unwrap(step)
+        rate *= conv.stride if isinstance(conv, TimeMajorConvTranspose) else 1
+        rates.append(rate)
+    reaches = [_unwrap(step).reach for step in steps]
+
+    def later_reach(i: int, side: int) -> int:  # at the rate of step i's output
+        return math.ceil(sum(Fraction(reaches[j][side] * rates[i], rates[j - 1]) for j in range(i + 1, len(steps))))
+
+    margins = [(later_reach(i, 0), later_reach(i, 1)) for i in range(len(steps))]
+    return rates, margins
 
 
 def tiles(frames: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
@@ -215,36 +258,54 @@ def run_tiled(frames: int, tile: int, halo: int, rows: int, compute: Callable[[i
     return kept[0] if len(kept) == 1 else torch.cat(kept)
 
 
+class ModuleStep:
+    """Layers of the model, [1, C, L] -> [1, C', L'], as a conv-stack step [L, C] -> [L', C'] (time-major in
+    and out): the model's own convs, cuDNN's on a GPU. In float32 they are the model's modules; in another
+    ``dtype``, a copy of them."""
+
+    def __init__(self, layers: list[torch.nn.Module], dtype: torch.dtype):
+        stack = torch.nn.Sequential(*layers)
+        self.stack = stack if dtype == torch.float32 else copy.deepcopy(stack).to(dtype)
+
+    def __call__(self, x: Tensor, elu_first: bool = False) -> Tensor:
+        """x [L, C] -> [L', C'] (a view of the stack's [1, C', L'] output); ``elu_first``: ELU on x first."""
+        return self.stack((F.elu(x) if elu_first else x).t()[None])[0].t()
+
+
 class TimeMajorEncoder:
     """An ``SEANetEncoder``'s inference, split around its LSTM so that the LSTM can be batched.
 
     ``latents``: signals -> latents, through ``front`` (conv stack, per signal), the LSTM (batched) and
-    ``finish`` (skip connection, last conv, per signal). Weights are copied once, in ``dtype``.
+    ``finish`` (skip connection, last conv, per signal). The device's ``plan`` says how: the convs as
+    time-major matrix products (weights copied once, in ``dtype``) in tiles of ``TILE_FRAMES`` frames, or
+    as the model's modules over whole signals; how many LSTM slots and steps per call.
     """
 
-    TILE_FRAMES = 100  #: frames per conv-stack tile (2 s): intermediates of a few MB
-
-    def __init__(self, encoder: SEANetEncoder, dtype: torch.dtype = torch.float32):
-        self.dtype = dtype
+    def __init__(self, encoder: SEANetEncoder, dtype: torch.dtype = torch.float32, plan: DevicePlan = CPU_PLAN):
+        self.dtype, self.max_slots = dtype, plan.max_slots
         layers = list(encoder.model)
         split = next(i for i, layer in enumerate(layers) if isinstance(layer, LSTMBlock))
         self.lstm_block: LSTMBlock = layers[split]
-        self.front_steps = _convert_convs(layers[:split], dtype)
+        self.front_steps: list = ([ModuleStep(layers[:split], dtype)] if plan.conv_form == "modules"
+                                  else _convert_convs(layers[:split], dtype))
         convs = [m for layer in layers[:split] for m in layer.modules() if isinstance(m, PaddedConv1d)]
         self.hop, reach = 1, 0
         for conv in convs:  # receptive field, in samples
             reach += (conv.kernel_size - 1) * conv.dilation * self.hop
             self.hop *= conv.stride
         self.halo_frames = -(-reach // self.hop)  # the whole span bounds the reach on either side
-        self.last = TimeMajorConv.of(layers[-1], dtype)
-        self.lstm = StreamLSTM(self.lstm_block.lstm, dtype)
+        #: frames per conv-stack tile (2 s on a CPU: intermediates of a few MB); None: whole signals
+        self.TILE_FRAMES = plan.encoder_tile_frames
+        self.last = (ModuleStep([layers[-1]], dtype) if plan.conv_form == "modules"
+                     else TimeMajorConv.of(layers[-1], dtype))
+        self.lstm = StreamLSTM(self.lstm_block.lstm, dtype, plan.stretch_steps)
 
     def front(self, signal: Tensor) -> Tensor:
         """signal [L] -> LSTM input [ceil(L / hop), C], computed in tiles of about ``TILE_FRAMES`` frames,
         each with ``halo_frames`` (at least the conv stack's receptive field) more on each side
-        (``run_tiled``)."""
+        (``run_tiled``), or in one pass."""
         frames = -(-len(signal) // self.hop)
-        return run_tiled(frames, self.TILE_FRAMES, self.halo_frames, 1,
+        return run_tiled(frames, self.TILE_FRAMES or frames, self.halo_frames, 1,
                          lambda lo, hi: self._front_pass(signal[lo * self.hop:hi * self.hop]))
 
     def _front_pass(self, signal: Tensor) -> Tensor:
@@ -259,7 +320,7 @@ class TimeMajorEncoder:
         The conv stack's output goes straight into the LSTM's slot stream (``SlotPlan``), which then also
         serves as the skip connection: one copy of the features, not two.
         """
-        plan = SlotPlan.of([-(-len(s) // self.hop) for s in signals])
+        plan = SlotPlan.of([-(-len(s) // self.hop) for s in signals], self.max_slots)
         like = signals[0].new_empty(0, dtype=self.dtype)
         feats = plan.pack(map(self.front, signals), self.lstm_block.lstm.input_size, like)
         lstm_out = self.lstm(plan, feats)
@@ -276,34 +337,37 @@ class TimeMajorDecoder:
     """An ``SEANetDecoder``'s inference, split around its LSTM so that the LSTM can be batched.
 
     ``signals``: latents -> signals, through the first conv (per latent), the LSTM (batched, with its skip
-    connection) and ``back`` (upsampling conv stack, per signal, in tiles). Weights are copied once, in
-    ``dtype``.
+    connection) and ``back`` (upsampling conv stack, per signal). The device's ``plan`` says how, as for
+    ``TimeMajorEncoder``: time-major products (weights copied once, in ``dtype``) with the stack in tiles of
+    ``TILE_FRAMES`` frames, or the model's modules over whole signals.
     """
 
-    TILE_FRAMES = 50  #: frames per conv-stack tile (1 s): intermediates of at most 4 MB at full size
-
-    def __init__(self, decoder: SEANetDecoder, dtype: torch.dtype = torch.float32):
-        self.dtype = dtype
+    def __init__(self, decoder: SEANetDecoder, dtype: torch.dtype = torch.float32, plan: DevicePlan = CPU_PLAN):
+        self.dtype, self.max_slots = dtype, plan.max_slots
         layers = list(decoder.model)
         if not (isinstance(layers[0], PaddedConv1d) and isinstance(layers[1], LSTMBlock)):
             raise TypeError("expected a decoder that starts with a conv and an LSTM block")
-        self.first = TimeMajorConv.of(layers[0], dtype)
         self.lstm_block: LSTMBlock = layers[1]
-        self.lstm = StreamLSTM(self.lstm_block.lstm, dtype)
+        self.lstm = StreamLSTM(self.lstm_block.lstm, dtype, plan.stretch_steps)
+        self.hop = math.prod(m.convtr.convtr.stride for layer in layers[2:] for m in layer.modules()
+                             if isinstance(m, PaddedConvTranspose1d))  # samples per frame
+        #: frames per upsampling-stack tile (1 s on a CPU: intermediates of at most 4 MB at full size); None: whole
+        self.TILE_FRAMES = plan.decoder_tile_frames
+        if plan.conv_form == "modules":
+            self.first, self.back_steps = ModuleStep([layers[0]], dtype), [ModuleStep(layers[2:], dtype)]
+            return
+        self.first = TimeMajorConv.of(layers[0], dtype)
         self.back_steps = _convert_convs(layers[2:], dtype)
-        self.hop, reach = 1, 0.0  # samples per frame so far; the back stack's reach, in frames
-        for module in (m for layer in layers[2:] for m in layer.modules()):
-            if isinstance(module, PaddedConvTranspose1d):
-                reach += 2 / self.hop  # an output row takes two input rows
-                self.hop *= module.convtr.convtr.stride
-            elif isinstance(module, PaddedConv1d):
-                reach += (module.kernel_size - 1) * module.dilation / self.hop
-        self.halo_frames = math.ceil(reach)  # the whole span bounds the reach on either side
+        if not isinstance(_unwrap(self.back_steps[0]), TimeMajorConvTranspose):
+            raise TypeError("expected an upsampling stack that starts with a transposed conv")
+        self.rates, self.margins = stack_margins(self.back_steps)
+        # the reach of the tiled steps (all but the first), in frames: the rows the first step's output must keep
+        self.halo_frames = -(-max(self.margins[0]) // self.rates[0])
 
     def signals(self, latents: list[Tensor]) -> Iterator[Tensor]:
         """Quantized latents [T_i, D] -> signals [T_i * hop], one by one, each bit-identical to decoding it
         alone."""
-        plan = SlotPlan.of([len(z) for z in latents])
+        plan = SlotPlan.of([len(z) for z in latents], self.max_slots)
         like = latents[0].new_empty(0, dtype=self.dtype)
         feats = plan.pack((self.first(z.to(self.dtype)) for z in latents), self.lstm_block.lstm.input_size, like)
         lstm_out = self.lstm(plan, feats)
@@ -311,10 +375,40 @@ class TimeMajorDecoder:
             yield self.back(out.add_(feat))
 
     def back(self, x: Tensor) -> Tensor:
-        """LSTM block output [T, C] -> signal [T * hop], in tiles of about ``TILE_FRAMES`` frames, each with
-        ``halo_frames`` (at least the conv stack's reach) more on each side (``run_tiled``)."""
-        return run_tiled(len(x), self.TILE_FRAMES, self.halo_frames, self.hop,
-                         lambda lo, hi: self._back_pass(x[lo:hi]))[:, 0]
+        """LSTM block output [T, C] -> signal [T * hop].
+
+        The first upsampling runs over the whole input: its weights are the stack's largest (2 x 16 MB at
+        full size) and its input has one row per frame, so a tile would read them again for every few rows.
+        The rest runs in tiles of about ``TILE_FRAMES`` frames (``tiles``), each computed over ``halo_frames``
+        more on each side, and each step's output is cut back to the rows that the later steps still read
+        (``margins``): the high-rate layers, which hold most of the work, compute little beyond the tile.
+        Without tiles (``TILE_FRAMES`` None) the stack runs in one pass.
+        """
+        if self.TILE_FRAMES is None:
+            return self._back_pass(x)[:, 0]
+        frames = len(x)
+        x = self.back_steps[0](x)
+        kept = [self._back_tile(x, frames, *tile) for tile in tiles(frames, self.TILE_FRAMES, self.halo_frames)]
+        return (kept[0] if len(kept) == 1 else torch.cat(kept))[:, 0]
+
+    def _back_tile(self, x: Tensor, frames: int, lo: int, start: int, stop: int, hi: int) -> Tensor:
+        """The first step's output x [frames * rates[0], C] -> the signal's rows of frames [start, stop),
+        [(stop - start) * hop, 1], computed from x's rows of frames [lo, hi).
+
+        A side where the tile touches an end of the signal is never cut: it is padded as the whole signal is
+        there. Elsewhere a step's output keeps ``margins`` rows beyond the tile, at least what the later steps
+        reach, so that every kept row is the arithmetic of one pass over the whole signal (up to float
+        rounding: see ``run_tiled``).
+        """
+        first = lo * self.rates[0]  # the signal row of y[0], at the current step's rate
+        y = x[first:hi * self.rates[0]]
+        for step, before, rate, (left, right) in zip(self.back_steps[1:], self.rates, self.rates[1:],
+                                                     self.margins[1:]):
+            y, first = step(y), first * (rate // before)
+            begin = start * rate - left if lo > 0 else 0
+            end = stop * rate + right if hi < frames else frames * rate
+            y, first = y[max(0, begin - first):end - first], max(begin, first)
+        return y[start * self.hop - first:stop * self.hop - first]
 
     def _back_pass(self, x: Tensor) -> Tensor:
         for step in self.back_steps:
@@ -327,7 +421,7 @@ class SlotPlan:
     """Where each sequence sits in a batch of ``slots`` streams of ``length`` steps: slot and first step.
 
     Longest first, each sequence goes to the least-filled slot, so the streams end close together. The
-    number of slots is the total length over the longest, between 2 and ``MAX_SLOTS``: then the longest
+    number of slots is the total length over the longest, between 2 and ``max_slots``: then the longest
     sequence is about one slot's share. Measured on 2 CPU cores (hidden size 1024, fp32): one LSTM step
     costs about the same for batches of 2 to 8, then grows with the batch; per sequence-step a batch of
     16 is 2.5x cheaper than a batch of one and within 5 % of a batch of 64.
@@ -338,11 +432,11 @@ class SlotPlan:
     places: tuple[tuple[int, int], ...]  #: (slot, first step) of each sequence
     lengths: tuple[int, ...]
 
-    MAX_SLOTS = 16
+    MAX_SLOTS = CPU_PLAN.max_slots  #: unless a device's plan says otherwise
 
     @classmethod
-    def of(cls, lengths: list[int]) -> "SlotPlan":
-        slots = max(2, min(cls.MAX_SLOTS, sum(lengths) // max(lengths)))
+    def of(cls, lengths: list[int], max_slots: int = MAX_SLOTS) -> "SlotPlan":
+        slots = max(2, min(max_slots, sum(lengths) // max(lengths)))
         filled = [0] * slots
         places: list[tuple[int, int]] = [(0, 0)] * len(lengths)
         for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
@@ -383,16 +477,17 @@ def _group(pairs) -> dict[int, list[int]]:
 
 
 def _run_stream(stream: Tensor, starts: dict[int, list[int]], params: list[Tensor], out: Tensor,
-                reverse: bool) -> None:
+                reverse: bool, stretch: int | None) -> None:
     """One LSTM direction over stream [L, S, C] into out [L, S, H], the state reset to zero at ``starts``.
 
     ``reverse``: the direction runs from the last step to the first, and ``starts`` count steps from the
-    end. The run is cut into stretches of at most ``_STRETCH`` steps, which bounds oneDNN's buffers
-    (it holds every step's gates of a call) at the cost of one weight reordering per call.
+    end. The run is cut into stretches of at most ``stretch`` steps, which bounds oneDNN's buffers
+    (it holds every step's gates of a call) at the cost of one weight reordering per call (measured: none
+    to see at 256 steps).
     """
     length, slots = stream.shape[:2]
     h = c = stream.new_zeros(1, slots, params[1].shape[1])
-    cuts = sorted(set(starts) | set(range(_STRETCH, length, _STRETCH))) + [length]
+    cuts = sorted(set(starts) | set(range(stretch, length, stretch) if stretch else ())) + [length]
     begin = 0
     for cut in cuts:
         span = slice(length - cut, length - begin) if reverse else slice(begin, cut)
@@ -404,5 +499,3 @@ def _run_stream(stream: Tensor, starts: dict[int, list[int]], params: list[Tenso
             c[:, starts[cut]] = 0
         begin = cut
 
-
-_STRETCH = 256

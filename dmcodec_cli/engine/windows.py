@@ -153,12 +153,23 @@ class BudgetGroup(Generic[T]):
         return full
 
 
-def budget_groups(items: Iterable[T], size: Callable[[T], int], budget: int) -> Iterator[list[T]]:
-    """Consecutive items in ``BudgetGroup``s, taken as they come, so a stream is never held whole."""
-    group = BudgetGroup(size, budget)
+def budget_groups(items: Iterable[T], size: Callable[[T], int], budget: int,
+                  total: int | None = None) -> Iterator[list[T]]:
+    """Consecutive items in ``BudgetGroup``s, taken as they come, so a stream is never held whole.
+
+    Given the items' ``total`` size, the group that would leave less than half a budget behind takes
+    that rest too (so it holds up to 1.5 budgets, as the last of ``time_major.tiles`` holds up to 1.5
+    tiles): a small last group would run the LSTM over few slots, at nearly the cost per step of a
+    full one. A group holding an item larger than the budget never takes more.
+    """
+    group, remaining = BudgetGroup(size, budget), total
     for item in items:
         if (full := group.add(item)) is not None:
             yield full
+        if remaining is not None:
+            remaining -= size(item)
+            if 0 < remaining <= budget // 2 and group.total <= budget:
+                group.budget = max(group.budget, group.total + remaining)
     if group.items:
         yield group.items
 
