@@ -57,7 +57,8 @@ def main() -> None:
     print(f"model {args.model}, {rows[0]['clips']} clips from {args.clips}, {rows[0]['frames']} frames, {args.device}")
     for r in rows:
         per = " ".join(f"{100 * v:.1f}" for v in r["identical_per_codebook"])
-        print(f"engine {r['engine']:<5} vs model.encode fp32: {100 * r['identical_all']:.2f} % identical; per codebook: {per}")
+        print(f"engine {r['engine']:<5} vs model.encode fp32: {100 * r['identical_all']:.2f} % identical; "
+              f"per codebook: {per}")
     print(json.dumps(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -187,7 +187,8 @@ def measure(mode: str, inputs: Path, threads: int, workers: int, batch_seconds: 
         options = RunOptions(EngineOptions(batch_seconds=batch_seconds, dtype=dtype), workers=workers)
         seconds = tokenize_corpus(model, items, out / "corpus.h5", options).audio_seconds
     wall = time.perf_counter() - start
-    return {"mode": mode, "dtype": dtype, "files": len(items), "audio_seconds": round(seconds, 2), "wall_seconds": round(wall, 2),
+    return {"mode": mode, "dtype": dtype, "files": len(items), "audio_seconds": round(seconds, 2),
+            "wall_seconds": round(wall, 2),
             "x_real_time": round(seconds / wall, 2), **peak_rss_mb()}
 
 

@@ -53,7 +53,8 @@ def main() -> None:
         results = {"prep": run(prep, args.threads), "prep_rerun": run(prep, args.threads),
                    "extract_pad": run(extract + ["-o", str(tmp / "pad.h5")], args.threads),
                    "extract_ctc": run(extract + ["-o", str(tmp / "ctc.h5"), "--lm-align", "ctc"], args.threads)}
-        results["sizes_mb"] = {"segments": round(sum(p.stat().st_size for p in (tmp / "prep").rglob("*.flac")) / 1e6, 1),
+        segments = sum(p.stat().st_size for p in (tmp / "prep").rglob("*.flac"))
+        results["sizes_mb"] = {"segments": round(segments / 1e6, 1),
                                "features_pad_h5": round((tmp / "pad.h5").stat().st_size / 1e6, 1)}
     print(f"{'step':<12} {'wall s':>8} {'peak RSS MB':>12}")
     for name in ("prep", "prep_rerun", "extract_pad", "extract_ctc"):

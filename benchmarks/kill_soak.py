@@ -211,7 +211,8 @@ def main() -> None:
                "named_point_trials": dict(points), "kills_left": dict(soak.left.most_common()),
                "concurrent_trials": args.concurrent, "concurrent_refused": concurrency["refused"],
                "concurrent_serial": concurrency["serial"], "concurrent_failed": concurrency["failed"],
-               "failures": soak.failures, "clips": len(clips), "uninterrupted_work_seconds": round(soak.work_seconds, 2),
+               "failures": soak.failures, "clips": len(clips),
+               "uninterrupted_work_seconds": round(soak.work_seconds, 2),
                "wall_seconds": round(time.monotonic() - begin, 1)}
     print(json.dumps(summary, indent=2))
     if args.json:

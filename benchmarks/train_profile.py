@@ -118,7 +118,8 @@ def main() -> None:
     step = (time.perf_counter() - start) / args.steps
     parts = {name: round(seconds / args.steps, 4) for name, seconds in sorted(timer.seconds.items())}
     result = {
-        "config": args.config, "gan": args.gan, "batch": [options.batch_size, options.segment_size / config.sample_rate],
+        "config": args.config, "gan": args.gan,
+        "batch": [options.batch_size, options.segment_size / config.sample_rate],
         "threads": torch.get_num_threads(), "cpu": cpu_name(),
         "loadavg": os.getloadavg(), "step_seconds": round(step, 4), "parts_seconds": parts,
         "rest_seconds": round(step - sum(parts.values()), 4),

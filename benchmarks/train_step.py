@@ -62,10 +62,14 @@ def main() -> None:
 
     warmup = [one_step() for _ in range(args.warmup)]
     timed = [one_step() for _ in range(args.steps)]
-    count = lambda module: sum(p.numel() for p in module.parameters())
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
     device = torch.cuda.get_device_name() if accelerator.device.type == "cuda" else platform.processor() or "cpu"
     print(json.dumps({
-        "config": args.config or "official full-size", "batch_size": args.batch_size, "seconds": samples / config.sample_rate,
+        "config": args.config or "official full-size", "batch_size": args.batch_size,
+        "seconds": samples / config.sample_rate,
         "device": device, "threads": torch.get_num_threads(), "loadavg": os.getloadavg(),
         "mixed_precision": args.mixed_precision, "gan": not args.no_gan, "generator_params": count(trainer.codec),
         "discriminator_params": count(trainer.plain_discriminators),

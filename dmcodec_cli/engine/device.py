@@ -12,8 +12,8 @@ from ..model import DMCodec
 
 
 def model_device(model: DMCodec) -> torch.device:
-    """The device of the model's weights (its first codebook's)."""
-    return model.quantizer.vq.layers[0]._codebook.embed.device
+    """The device of the model's weights."""
+    return next(model.parameters()).device
 
 
 def to_device(tensors: list[Tensor], device: torch.device, pinned: bool) -> list[Tensor]:

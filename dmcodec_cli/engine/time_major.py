@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -192,7 +193,8 @@ class StreamLSTM:
 
 def _convert_convs(layers, dtype) -> list:
     """A conv stack as callables [L, C] -> [L', C']; an ELU becomes its next conv's ``elu_first``."""
-    steps, elu_pending = [], False
+    steps: list[Any] = []  # TimeMajorResidual, or a conv step with its ELU flag bound
+    elu_pending = False
     for layer in layers:
         if isinstance(layer, torch.nn.ELU):
             elu_pending = True
@@ -201,8 +203,9 @@ def _convert_convs(layers, dtype) -> list:
             steps.append(TimeMajorResidual(TimeMajorConv.of(convs[0], dtype), TimeMajorConv.of(convs[1], dtype),
                                            TimeMajorConv.of(layer.shortcut, dtype)))
         elif isinstance(layer, (PaddedConv1d, PaddedConvTranspose1d)):
-            convert = TimeMajorConv if isinstance(layer, PaddedConv1d) else TimeMajorConvTranspose
-            steps.append(functools.partial(convert.of(layer, dtype), elu_first=elu_pending))
+            step = (TimeMajorConv.of(layer, dtype) if isinstance(layer, PaddedConv1d)
+                    else TimeMajorConvTranspose.of(layer, dtype))
+            steps.append(functools.partial(step, elu_first=elu_pending))
             elu_pending = False
         else:
             raise TypeError(f"unexpected conv-stack layer {type(layer).__name__}")
@@ -285,7 +288,10 @@ class TimeMajorEncoder:
         self.dtype, self.max_slots = dtype, plan.max_slots
         layers = list(encoder.model)
         split = next(i for i, layer in enumerate(layers) if isinstance(layer, LSTMBlock))
-        self.lstm_block: LSTMBlock = layers[split]
+        lstm_block, last = layers[split], layers[-1]
+        if not isinstance(lstm_block, LSTMBlock) or not isinstance(last, PaddedConv1d):
+            raise TypeError("expected an encoder that ends with an LSTM block and a conv")
+        self.lstm_block: LSTMBlock = lstm_block
         self.front_steps: list = ([ModuleStep(layers[:split], dtype)] if plan.conv_form == "modules"
                                   else _convert_convs(layers[:split], dtype))
         convs = [m for layer in layers[:split] for m in layer.modules() if isinstance(m, PaddedConv1d)]
@@ -296,8 +302,8 @@ class TimeMajorEncoder:
         self.halo_frames = -(-reach // self.hop)  # the whole span bounds the reach on either side
         #: frames per conv-stack tile (2 s on a CPU: intermediates of a few MB); None: whole signals
         self.TILE_FRAMES = plan.encoder_tile_frames
-        self.last = (ModuleStep([layers[-1]], dtype) if plan.conv_form == "modules"
-                     else TimeMajorConv.of(layers[-1], dtype))
+        self.last = (ModuleStep([last], dtype) if plan.conv_form == "modules"
+                     else TimeMajorConv.of(last, dtype))
         self.lstm = StreamLSTM(self.lstm_block.lstm, dtype, plan.stretch_steps)
 
     def front(self, signal: Tensor) -> Tensor:
@@ -353,6 +359,7 @@ class TimeMajorDecoder:
                              if isinstance(m, PaddedConvTranspose1d))  # samples per frame
         #: frames per upsampling-stack tile (1 s on a CPU: intermediates of at most 4 MB at full size); None: whole
         self.TILE_FRAMES = plan.decoder_tile_frames
+        self.first: ModuleStep | TimeMajorConv
         if plan.conv_form == "modules":
             self.first, self.back_steps = ModuleStep([layers[0]], dtype), [ModuleStep(layers[2:], dtype)]
             return
