@@ -7,13 +7,13 @@ import shutil
 from unittest import mock
 
 import torch
-from dmcodec_cli.corpus.inputs import collect_inputs
 
 from conftest import REFERENCE, SPEECH
 from dmcodec_cli.corpus import runner
 from dmcodec_cli.engine import allocator
 from dmcodec_cli.engine.decoder import BatchDecoder
 from dmcodec_cli.engine.encoder import BatchEncoder, EngineOptions
+from dmcodec_cli.inputs import collect_inputs
 from dmcodec_cli.registry import load_model
 
 
