@@ -22,11 +22,12 @@ import torch
 from .audio import AudioReader, load_audio, resample, validate_samples
 from .codes import EncodedAudio, check_codes, check_encoded
 from .config import check_n_q
+from .engine.device import pick_device
 from .engine.encoder import BatchEncoder, EngineOptions
 from .errors import DmcodecError
 from .inference import decode_codes, encode_file, encode_samples
 from .model import DMCodec
-from .registry import load_model, pick_device
+from .registry import load_model
 
 #: A path to an audio file, or samples: [L] mono, or [L, C] / [C, L] with the channels on the shorter axis.
 AudioInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]

@@ -85,15 +85,3 @@ def list_models() -> list[dict]:
                       "frame_rate": config.frame_rate, "n_q": config.n_q, "codebook_size": config.codebook_size,
                       "default": name == DEFAULT_MODEL, "path": str(folder)})
     return found
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a user error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DmcodecError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise DmcodecError(f"unknown --device {name!r}; use auto, cpu or cuda[:N]") from None

@@ -10,6 +10,7 @@ import torch
 from conftest import REFERENCE, golden
 from dmcodec_cli import DmcodecError, registry
 from dmcodec_cli.checkpoint import load_checkpoint, save_release
+from dmcodec_cli.engine.device import pick_device
 
 
 def fake_hub_cache(cache, repo_id: str, files: dict) -> None:
@@ -64,6 +65,6 @@ def test_unknown_names_and_devices(monkeypatch):
     monkeypatch.setattr(registry, "DEFAULT_MODEL", None)
     with pytest.raises(DmcodecError, match="no model given"):
         registry.resolve_model_path(None)
-    assert registry.pick_device("cpu") == torch.device("cpu")
+    assert pick_device("cpu") == torch.device("cpu")
     with pytest.raises(DmcodecError, match="unknown --device"):
-        registry.pick_device("tpu")
+        pick_device("tpu")

@@ -24,11 +24,12 @@ from ..config import ConfigFile
 from ..corpus.progress import SecondsProgress
 from ..corpus.runner import is_store_path
 from ..engine.allocator import tune_allocator
+from ..engine.device import pick_device
 from ..engine.windows import WindowPlan
 from ..errors import DmcodecError
 from ..inference import decode_file, encode_file
 from ..outputs import AUDIO_OUT_SUFFIXES, CODE_SUFFIXES, check_file_output, check_folder_output, refuse_inputs
-from ..registry import list_models, load_model, pick_device
+from ..registry import list_models, load_model
 from .common import (
     DEVICE_HELP,
     JSON_FILE_HELP,

@@ -21,6 +21,7 @@ from ..corpus.progress import RichProgress
 from ..corpus.report import decode_store, store_summary
 from ..corpus.runner import RunOptions, check_failures_file, is_store_path, tokenize_corpus
 from ..corpus.store import CodeStore, merge_stores, read_meta
+from ..engine.device import pick_device
 from ..engine.encoder import EngineOptions
 from ..engine.windows import WindowPlan
 from ..errors import DmcodecError
@@ -33,7 +34,7 @@ from ..outputs import (
     check_writable,
     refuse_inputs,
 )
-from ..registry import load_model, pick_device
+from ..registry import load_model
 from .common import JSON_FILE_HELP, JSON_HELP, check_json_file, check_n_q, console, console_err, report_json
 
 

@@ -114,8 +114,8 @@ def extract(
     from ..data.extract import ExtractOptions
     from ..data.extract import extract as run_extract
     from ..data.teachers import parse_layer
+    from ..engine.device import pick_device
     from ..inputs import read_transcripts
-    from ..registry import pick_device
 
     if split not in ("all", "train", "valid"):
         raise DmcodecError(f"--split must be all, train or valid, got {split!r}")

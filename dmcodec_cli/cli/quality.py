@@ -185,7 +185,8 @@ def roundtrip(
                                    "did not write (never an input)."),
 ) -> None:
     """Encode and decode audio (or decode a code store), then score each reconstruction against its original."""
-    from ..registry import load_model, pick_device
+    from ..engine.device import pick_device
+    from ..registry import load_model
 
     inputs = [input, *([audio] if audio else []), *([transcripts] if transcripts else [])]
     if outdir is not None:
@@ -242,7 +243,7 @@ def score(
     summary_only: bool = typer.Option(False, "--summary-only", help="Leave out the per-file table."),
 ) -> None:
     """Score existing (original, degraded) pairs without a codec model, e.g. outputs of other codecs."""
-    from ..registry import pick_device
+    from ..engine.device import pick_device
 
     inputs = [reference, degraded, *([transcripts] if transcripts else [])]
     _check_json_path(json_file, inputs)

@@ -94,7 +94,7 @@ def train(
 
 def _on_cpu(device: str) -> bool:
     """``--device``: auto / cpu / cuda (accelerate places each process on its GPU) -> train on the CPU?"""
-    from ..registry import pick_device
+    from ..engine.device import pick_device
 
     if device not in ("auto", "cpu", "cuda"):
         raise DmcodecError(f"train --device takes auto, cpu or cuda, got {device!r}; choose the GPUs with "

@@ -14,8 +14,8 @@ from typing import Any, Sequence, TypeVar
 
 import torch
 
+from ..engine.device import pick_device
 from ..errors import DmcodecError
-from ..registry import pick_device
 
 T = TypeVar("T")
 

@@ -1,4 +1,5 @@
-"""Where a loaded model computes, and moving a batch's tensors there and back."""
+"""Where a model computes: the device a user names, the device of a loaded model, and moving a batch's tensors
+there and back."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from ..errors import DmcodecError
 from ..model import DMCodec
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DmcodecError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DmcodecError(f"unknown --device {name!r}; use auto, cpu or cuda[:N]") from None
 
 
 def model_device(model: DMCodec) -> torch.device:
