@@ -17,6 +17,7 @@ from dmcodec_cli.training.config import build_options, parse_layers
 from dmcodec_cli.training.data import BatchOrder, collate
 from dmcodec_cli.training.discriminators import DiscriminatorConfig, Discriminators
 from dmcodec_cli.training.losses import (
+    MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     d_axis_loss,
     discriminator_loss,
@@ -107,6 +108,38 @@ def test_multi_scale_mel_loss_uses_the_four_resolutions_and_weights():
     total, scales = loss(real, real * 0.5)
     assert total.item() == pytest.approx(float(45 * scales[0] + sum(scales[1:])), rel=1e-5)
     assert float(scales[0]) == pytest.approx(math.log(2), abs=0.05)  # half the amplitude: log-mel shifts by log 2
+
+
+def _harmonics(f0: float, first: int, last: int, amplitude: float, n: int = 16000) -> np.ndarray:
+    t = np.arange(n) / 16000
+    return amplitude * sum(np.sin(2 * np.pi * f0 * k * t) for k in range(first, last + 1))
+
+
+def test_the_log_stft_loss_sees_smeared_harmonics_that_the_mel_loss_hardly_sees():
+    rng = np.random.default_rng(0)
+    low, high = _harmonics(200, 1, 9, 0.02), _harmonics(200, 10, 39, 0.01)  # below / above 2 kHz
+    magnitude = np.abs(np.fft.rfft(high))  # the 2-8 kHz harmonics smeared over 80 Hz, random phase, same power
+    smeared = np.fft.irfft(np.convolve(magnitude, np.ones(81) / 81, mode="same")
+                           * np.exp(1j * rng.uniform(0, 2 * np.pi, magnitude.shape)), len(high))
+    smeared *= np.sqrt((high ** 2).sum() / (smeared ** 2).sum())
+    real, fake = (torch.tensor(x, dtype=torch.float32)[None, None] for x in (low + high, low + smeared))
+    stft, mel = MultiResolutionSTFTLoss((2048, 1024, 512)), MultiScaleMelLoss(16000, TrainingKeys())
+    assert stft(real, real.clone()).item() == 0
+    assert stft(real, real * 0.5).item() == pytest.approx(math.log(2), abs=0.01)  # a gain: both see the same
+    assert float(mel(real, real * 0.5)[1][0]) == pytest.approx(math.log(2), abs=0.01)
+    assert stft(real, fake).item() > 5 * float(mel(real, fake)[1][0])  # measured 1.37 against 0.18
+
+
+def test_the_log_stft_loss_is_an_option_off_by_default():
+    assert build_options(ConfigFile()).stft_loss_weight == 0
+    options = build_options(ConfigFile().replace(extra={"stft_loss_weight": 15, "stft_loss_n_ffts": [1024, 256]}))
+    assert options.stft_loss_weight == 15 and options.stft_loss_n_ffts == (1024, 256)
+    terms = {name: torch.tensor(1.0) for name in ("recon", "mel", "commit", "stft")}
+    assert total_generator_loss(options, terms).item() == 500 + 1 + 10 + 15
+    for bad in ({"stft_loss_weight": -1}, {"stft_loss_weight": "15"}, {"stft_loss_n_ffts": [1000]},
+                {"stft_loss_n_ffts": []}, {"stft_loss_n_ffts": [8]}):
+        with pytest.raises(DmcodecError, match="stft_loss"):
+            build_options(ConfigFile().replace(extra=bad))
 
 
 def test_layer_specs_are_one_based_and_sums_cover_the_range():

@@ -47,6 +47,7 @@ def test_each_teacher_mode_trains(corpus, tmp_path, teacher):
     expected = {"combined": {"distill_sm", "distill_lm"}, "lm": {"distill_lm"}, "sm": {"distill_sm"}, "none": set()}
     logged = {k for k in records[0] if k.startswith("distill_")}
     assert logged == expected[teacher]
+    assert "stft" not in records[0]  # off by default, and then not computed
     for record in records:
         for name in ("recon", "mel", "mel_error", "commit", "feature", "adversarial", "discriminator", "generator"):
             assert np.isfinite(record[name]), name
@@ -57,6 +58,14 @@ def test_each_teacher_mode_trains(corpus, tmp_path, teacher):
     assert valid and valid[-1]["step"] == 2 and (teacher == "none") == ("distill" not in valid[-1])
     model = load_release(result.last)
     assert model.config.n_q == 4 and model.quantizer.vq.layers[0]._codebook.inited.item() == 1
+
+
+def test_the_log_stft_loss_joins_the_generator_loss_when_weighted(corpus, tmp_path):
+    options = dict(features=False, teacher="none", adversarial_start=10)
+    plain = read_metrics(_train(corpus, tmp_path / "plain", 1, **options).metrics)[0]
+    record = read_metrics(_train(corpus, tmp_path / "stft", 1, stft_loss_weight=2.0, **options).metrics)[0]
+    assert record["stft"] > 0 and record["recon"] == plain["recon"]  # same seed, same first batch
+    assert record["generator"] == pytest.approx(plain["generator"] + 2.0 * record["stft"], rel=1e-5)
 
 
 def test_a_distilling_teacher_needs_features(corpus, tmp_path):

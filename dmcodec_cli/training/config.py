@@ -58,6 +58,8 @@ class TrainOptions:
     feature_weight: float = 1.0  #: on top of feature matching's built-in x2
     adversarial_weight: float = 1.0
     adversarial_start: int = 0  #: steps of reconstruction-only training before the GAN terms start
+    stft_loss_weight: float = 0.0  #: weight of the multi-resolution log-STFT loss (0 = off, not computed)
+    stft_loss_n_ffts: tuple[int, ...] = (2048, 1024, 512)  #: its resolutions
     # optimisation
     learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
@@ -94,6 +96,13 @@ class TrainOptions:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if isinstance(self.stft_loss_weight, bool) or not (isinstance(self.stft_loss_weight, (int, float))
+                                                            and self.stft_loss_weight >= 0):
+            problems.append(f"stft_loss_weight must be >= 0, got {self.stft_loss_weight}")
+        if not (isinstance(self.stft_loss_n_ffts, tuple) and self.stft_loss_n_ffts
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 16 and not n & (n - 1)
+                        for n in self.stft_loss_n_ffts)):
+            problems.append(f"stft_loss_n_ffts must be powers of two >= 16, got {list(self.stft_loss_n_ffts)}")
         if min(self.sm_weight, self.lm_weight) < 0:
             problems.append("teacher weights must be >= 0")
         if problems:
@@ -158,6 +167,8 @@ def build_options(config: ConfigFile, overrides: dict[str, Any] | None = None) -
         except TypeError as exc:
             raise DmcodecError(f"invalid discriminator options: {exc}") from None
     values["betas"] = tuple(values["betas"])
+    if isinstance(values.get("stft_loss_n_ffts"), list):
+        values["stft_loss_n_ffts"] = tuple(values["stft_loss_n_ffts"])
     for group in ("lm_layers", "sm_layers"):
         if max(values[group]) >= n_q:
             raise DmcodecError(f"{group}: layer {max(values[group]) + 1} does not exist in a model with "

@@ -1,4 +1,5 @@
-"""Generator and discriminator losses: reconstruction, multi-scale log-mel, GAN terms and distillation."""
+"""Generator and discriminator losses: reconstruction, multi-scale log-mel, multi-resolution log-STFT, GAN terms
+and distillation."""
 
 from __future__ import annotations
 
@@ -83,6 +84,30 @@ class MultiScaleMelLoss(nn.Module):
             frames = min(a.shape[-1], b.shape[-1])
             values.append(F.l1_loss(b[..., :frames], a[..., :frames]))
         return tensor_sum(w * v for w, v in zip(self.weights, values, strict=True)), values
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Mean over resolutions of the L1 between log-magnitude spectra on a linear frequency axis (Hann window
+    n_fft, hop n_fft / 4): 80 mel bands are wider than the harmonic spacing above ~1 kHz, so the mel loss
+    does not see whether harmonics there are resolved; a 2048-point STFT (7.8 Hz bins at 16 kHz) does."""
+
+    def __init__(self, n_ffts: Sequence[int]):
+        super().__init__()
+        self.n_ffts = tuple(int(n) for n in n_ffts)
+        for n in self.n_ffts:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    def forward(self, real: Tensor, fake: Tensor) -> Tensor:
+        """real, fake [B, 1, L] -> []."""
+        real, fake = real.flatten(0, -2).float(), fake.flatten(0, -2).float()
+        return tensor_sum(F.l1_loss(self._log_magnitude(fake, n), self._log_magnitude(real, n))
+                          for n in self.n_ffts) / len(self.n_ffts)
+
+    def _log_magnitude(self, audio: Tensor, n_fft: int) -> Tensor:
+        """[B, L] -> [B, n_fft / 2 + 1, frames]: log(max(|STFT|, 1e-5))."""
+        spec = torch.stft(audio, n_fft, n_fft // 4, n_fft, getattr(self, f"window_{n_fft}"), center=True,
+                          pad_mode="reflect", return_complex=True)
+        return torch.log(torch.clamp(torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9), min=1e-5))
 
 
 def feature_matching_loss(real_maps: Sequence[Sequence[Tensor]], fake_maps: Sequence[Sequence[Tensor]]) -> Tensor:

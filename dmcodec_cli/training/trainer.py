@@ -22,6 +22,7 @@ from .config import TrainOptions
 from .data import Batch
 from .discriminators import Discriminators
 from .losses import (
+    MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     discriminator_loss,
     distill_loss,
@@ -63,6 +64,7 @@ class Trainer:
     sched_g: torch.optim.lr_scheduler.LRScheduler
     sched_d: torch.optim.lr_scheduler.LRScheduler
     mel_loss: MultiScaleMelLoss
+    stft_loss: MultiResolutionSTFTLoss | None  #: None when its weight is 0
     step: int = 0
     best: float = math.inf  #: best validation mel error
     ema: dict[str, Tensor] | None = None  #: moving average of the codec's parameters (when ema_decay > 0)
@@ -94,6 +96,8 @@ def generator_terms(trainer: Trainer, real: Tensor, fake: Tensor, out: CodecOutp
     mel, per_scale = trainer.mel_loss(real, fake)
     terms = {"recon": nn.functional.l1_loss(fake, real), "mel": mel, "mel_error": per_scale[0],
              "commit": out.commit_loss, **distill_terms(trainer.options, features, targets)}
+    if trainer.stft_loss is not None:
+        terms["stft"] = trainer.stft_loss(real, fake)
     if adversarial:
         disc = trainer.plain_discriminators  # no gradient sync: its parameters are frozen in this step
         real_scores, real_maps = disc(real)
@@ -107,7 +111,7 @@ def total_generator_loss(options: TrainOptions, terms: dict[str, Tensor]) -> Ten
     keys = options.training_keys
     weights = {"recon": keys.recon_loss_lambda, "mel": 1.0, "commit": keys.commitment_loss_lambda,
                "distill": keys.distill_loss_lambda, "feature": options.feature_weight,
-               "adversarial": options.adversarial_weight}
+               "adversarial": options.adversarial_weight, "stft": options.stft_loss_weight}
     return tensor_sum(w * terms[name] for name, w in weights.items() if name in terms)
 
 
@@ -269,7 +273,9 @@ def build_trainer(codec: DMCodec, options: TrainOptions, accelerator) -> Trainer
     opt_d, sched_d = _optimizer(options, discriminators.parameters())
     generator, discriminators, opt_g, opt_d = accelerator.prepare(generator, discriminators, opt_g, opt_d)
     mel = MultiScaleMelLoss(codec.sample_rate, options.training_keys).to(accelerator.device)
-    trainer = Trainer(options, accelerator, generator, discriminators, opt_g, opt_d, sched_g, sched_d, mel)
+    stft = (MultiResolutionSTFTLoss(options.stft_loss_n_ffts).to(accelerator.device) if options.stft_loss_weight
+            else None)
+    trainer = Trainer(options, accelerator, generator, discriminators, opt_g, opt_d, sched_g, sched_d, mel, stft)
     if options.ema_decay:
         start_ema(trainer)
     return trainer
