@@ -213,20 +213,19 @@ def train(config: ConfigFile, options: TrainOptions, manifest: str | os.PathLike
     record = _run_record(model_file, options, manifest.resolve(), Path(features).resolve() if features else None,
                          init, acc.num_processes, len(train_segments))
     checkpoint = _start(paths, resume, record)
+    torch.manual_seed(options.seed)
+    codec = init_model if init_model is not None else DMCodec(config.codec, config.training)
+    trainer = build_trainer(codec, options, acc)
+    if checkpoint is not None:  # before anything is written: a checkpoint that cannot be resumed changes nothing
+        _resume(trainer, checkpoint, acc.process_index)
     acc.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
     if acc.is_main_process:
         paths.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(paths.run, json.dumps(record, indent=2) + "\n")  # a killed run never leaves half of it
-
-    torch.manual_seed(options.seed)
-    codec = init_model if init_model is not None else DMCodec(config.codec, config.training)
-    trainer = build_trainer(codec, options, acc)
-    if checkpoint is not None:
-        _resume(trainer, checkpoint, acc.process_index)
-        if acc.is_main_process:
+        if checkpoint is not None:
             truncate_metrics(paths.metrics, trainer.step)
-    elif acc.is_main_process:
-        paths.metrics.unlink(missing_ok=True)
+        else:
+            paths.metrics.unlink(missing_ok=True)
 
     order = BatchOrder(len(train_segments), options.batch_size, options.seed, acc.process_index, acc.num_processes)
     total = _total_steps(options, order)
