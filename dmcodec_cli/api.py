@@ -23,12 +23,14 @@ from .audio import AudioReader, load_audio, resample, validate_samples
 from .codes import EncodedAudio, check_codes, check_encoded
 from .config import check_n_q
 from .engine.device import pick_device
-from .engine.encoder import BatchEncoder, EngineOptions
+from .engine.encoder import DTYPES, BatchEncoder, EngineOptions
 from .errors import DmcodecError
 from .inference import decode_codes, encode_file, encode_samples
 from .model import DMCodec
 from .registry import load_model
 
+#: The sample rates an array may be given at (Hz): what recordings have, with room on both sides.
+MIN_RATE, MAX_RATE = 1000, 1_000_000
 #: A path to an audio file, or samples: [L] mono, or [L, C] / [C, L] with the channels on the shorter axis.
 AudioInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
@@ -37,6 +39,8 @@ def load(spec: str | os.PathLike | None = None, device: str | torch.device = "cp
     """A ``Codec`` for a model: None (the bundled default), a registered name, a release folder, a
     ``.pt`` / ``.safetensors`` checkpoint or a Hugging Face id, on ``device`` (``auto``, ``cpu``,
     ``cuda[:N]``), encoding with ``dtype`` arithmetic (fp32: the reference codes; bf16 / fp16: faster)."""
+    if dtype not in DTYPES:
+        raise DmcodecError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     device = device if isinstance(device, torch.device) else pick_device(str(device))
     model = load_model(None if spec is None else os.fspath(spec), device)
     return Codec(model, EngineOptions(dtype=dtype))
@@ -127,6 +131,8 @@ def to_mono(audio: np.ndarray | torch.Tensor, sample_rate: int | None, target_ra
     if not (isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool) and sample_rate > 0):
         raise DmcodecError(f"an array needs its sample rate: codec.encode(samples, sample_rate=16000); "
                            f"got sample_rate={sample_rate!r}")
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise DmcodecError(f"sample_rate={sample_rate}: a recording's rate is {MIN_RATE}..{MAX_RATE} Hz")
     data = _to_float(audio)
     if data.ndim == 2:
         data = _mix_down(data)

@@ -61,8 +61,10 @@ class EncodedAudio:
         """Seconds of the original signal."""
         return self.num_samples / self.sample_rate
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a ``.npz`` code file (atomically)."""
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write a ``.npz`` code file (atomically). An existing file is replaced only when it is a code file
+        dmcodec wrote, or with ``overwrite=True``; a name not ending in ``.npz`` is refused (DmcodecError)."""
+        check_npz_target(Path(path), overwrite)
         save_encoded(path, self)
 
     @classmethod
@@ -113,6 +115,16 @@ def check_num_samples(num_samples: int, frames: int, hop: int, source: str = "co
         raise DmcodecError(f"{source}: {frames} frames decode to {(frames - 1) * hop + 1}..{frames * hop} "
                            f"samples, not {num_samples}")
     return num_samples
+
+
+def check_npz_target(path: Path, overwrite: bool) -> None:
+    """Where ``EncodedAudio.save`` may write: a ``.npz`` name, not a folder, and not over a file dmcodec did not
+    write (the audio the codes came from, say) unless ``overwrite``."""
+    if path.suffix.lower() != ".npz" or path.is_dir():
+        raise DmcodecError(f"{path}: a code file is one .npz file; give a name such as codes.npz")
+    if os.path.lexists(path) and not overwrite and not is_code_file(path):
+        raise DmcodecError(f"{path}: exists and is not a dmcodec code file; pass overwrite=True to replace it or "
+                           "choose another name")
 
 
 def save_codes(path: str | os.PathLike, codes: np.ndarray) -> None:

@@ -227,7 +227,7 @@ class CodecConfig:
 
 def check_n_q(n_q: int | None, available: int, name: str = "n_q") -> int | None:
     """Codebooks to keep: None (all) or 1..``available``; anything else is a DmcodecError naming ``name``."""
-    if n_q is not None and not (isinstance(n_q, int) and 1 <= n_q <= available):
+    if n_q is not None and not (isinstance(n_q, int) and not isinstance(n_q, bool) and 1 <= n_q <= available):
         raise DmcodecError(f"{name} must be between 1 and {available} for this model, got {n_q!r}")
     return n_q
 

@@ -110,12 +110,13 @@ def check_writable(path: str | os.PathLike, option: str = "-o") -> None:
 # -- single files ----------------------------------------------------------------------------------
 
 def check_file_output(path: str | os.PathLike, suffixes: tuple[str, ...], holds: str, *,
-                      inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False,
+                      inputs: Iterable[str | os.PathLike] = (), overwrite: bool | None = False,
                       ours: Callable[[Path], bool] | None = None, option: str = "-o") -> Path:
     """Check a single-file output before any work; returns it as a Path.
 
     ``suffixes``: the extensions it may have (what it ``holds``, for the message). An existing file is
-    replaced only with ``overwrite`` or when ``ours(path)`` says dmcodec made it for this kind of output.
+    replaced only with ``overwrite`` or when ``ours(path)`` says dmcodec made it for this kind of output;
+    ``overwrite=None``: the command has no ``--overwrite`` (the refusal does not offer it).
     """
     text = os.fspath(path)
     path = Path(path)
@@ -128,7 +129,9 @@ def check_file_output(path: str | os.PathLike, suffixes: tuple[str, ...], holds:
         raise DmcodecError(f"{path}: this output holds {holds} and must end in {' / '.join(suffixes)}, not "
                            f"{path.suffix or 'no extension'!r}; give {option} NAME{suffixes[0]}")
     if os.path.lexists(path) and not overwrite and not (ours and ours(path)):
-        raise DmcodecError(f"{path}: exists and was not written by dmcodec; {OVERWRITE_HINT} {option}")
+        hint = (f"{OVERWRITE_HINT} {option}" if overwrite is not None
+                else f"this command does not replace it; choose another {option} or remove the file")
+        raise DmcodecError(f"{path}: exists and was not written by dmcodec; {hint}")
     check_writable(path, option)
     return path
 

@@ -50,9 +50,9 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def check_json_file(path: Optional[Path], inputs: Iterable[Path] = (), overwrite: bool = False) -> None:
+def check_json_file(path: Optional[Path], inputs: Iterable[Path] = (), overwrite: Optional[bool] = None) -> None:
     """Before the work: ``--json-file`` names a writable ``.json`` file that is no input and is new, one
-    dmcodec wrote, or replaced with ``--overwrite``."""
+    dmcodec wrote, or replaced with ``--overwrite`` (None: the command has no ``--overwrite``)."""
     if path is not None:
         check_file_output(path, (".json",), "a JSON summary", inputs=inputs, overwrite=overwrite,
                           ours=lambda p: read_record(p.parent, p.name, SUMMARY_FORMAT) is not None,

@@ -126,26 +126,28 @@ def extract(
                              lm_align=lm_align, transcripts=read_transcripts(transcripts) if transcripts else None,
                              use_manifest_text=not ignore_manifest_text, batch_size=batch_size, dtype=dtype,
                              splits=("train", "valid") if split == "all" else (split,))
-    check_feature_output(output, [manifest, *([transcripts] if transcripts else [])])
+    check_feature_output(output, [manifest, *([transcripts] if transcripts else [])], overwrite)
     check_json_file(json_file, [manifest, *([transcripts] if transcripts else [])], overwrite)
-    if overwrite:
-        output.unlink(missing_ok=True)
     with progress_bar("extract") as update:
-        report = run_extract(manifest, output, options, pick_device(device), update)
+        report = run_extract(manifest, output, options, pick_device(device), update, overwrite)
     _finish(report, f"{report.segments} segments: sm {report.computed['sm']}, lm {report.computed['lm']} computed, "
                     f"{report.already_done} already there; texts known {report.texts['known']}, "
                     f"ASR {report.texts['asr']}; {report.audio_seconds:.1f} s of audio in "
                     f"{report.elapsed_seconds:.1f} s -> {report.output}", json_out, json_file)
 
 
-def check_feature_output(output: Path, inputs: list[Path]) -> None:
+def check_feature_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
     """Before any model loads: the feature file is a file (not a folder), none of the inputs (never deleted by
-    --overwrite) and can be written. An existing file is resumed; one that is not a feature file is refused
-    by the writer."""
+    --overwrite) and can be written. An existing feature file is resumed; any other file is refused unless
+    --overwrite."""
+    from ..data.features import check_feature_file
+
     if output.is_dir():
         raise DmcodecError(f"{output}: is a folder; -o takes the feature file to write, e.g. features.h5")
     refuse_inputs([output], inputs)
     check_writable(output)
+    if not overwrite:
+        check_feature_file(output)
 
 
 def register(app: typer.Typer) -> None:

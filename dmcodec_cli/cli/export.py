@@ -43,7 +43,7 @@ def export(
     check_json_file(json_file, inputs, overwrite)
     labels = read_labels(manifest) if manifest else Labels()
     summary = export_store(store, output, fmt, layout, n_q, codebook_offsets, shard_size, labels,
-                           RichProgress(console_err), overwrite, bpe)
+                           RichProgress(console_err), overwrite, bpe, inputs=tuple(inputs[1:]))
     if not report_json(summary.to_dict(), json_out, json_file):
         console.print(f"{output}: {summary.exported} exported, {summary.skipped} already done, "
                       f"{len(summary.failures)} failed of {summary.total} ({summary.shards} {fmt} shards, "

@@ -81,11 +81,15 @@ def _print(result: dict, notes: list[str], json_file: Optional[Path], summary_on
         console.print(f"results: {escape(str(json_file))}")
 
 
+MAX_JOBS = 64  #: as encode's --workers: more processes than that only cost memory
+
+
 def _jobs(jobs: Optional[int]) -> int:
     if jobs is None:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if jobs < 1:
-        raise DmcodecError(f"--jobs {jobs}: give 1 or more worker processes")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, min(cores, MAX_JOBS))
+    if not 1 <= jobs <= MAX_JOBS:
+        raise DmcodecError(f"--jobs {jobs}: give 1 to {MAX_JOBS} worker processes")
     return jobs
 
 
@@ -130,28 +134,39 @@ def _check_json_path(path: Optional[Path], inputs: list[Path]) -> None:
 
 
 def _check_outdir(outdir: Optional[Path], files, levels: list[int], overwrite: bool) -> None:
-    """Before the work: every reconstruction / plot lands inside -o (ids of a store are checked), and an
-    existing one is replaced only in a folder dmcodec made (its record) or with --overwrite."""
+    """Before the work: an existing reconstruction / plot in -o is replaced only in a folder dmcodec made (its
+    record) or with --overwrite. (A store id that cannot be a path under -o is a failed row of the run.)"""
     if outdir is None:
         return
     from ..quality.roundtrip import output_path
 
-    ours = read_record(outdir, ROUNDTRIP_RECORD, ROUNDTRIP_FORMAT) is not None or is_empty_folder(outdir)
     several = len(levels) > 1
-    for pair in files:
+    _check_folder_files(outdir, files, lambda pair: [output_path(outdir, pair.stem, k, several, suffix)
+                                                     for k in levels for suffix in (".wav", ".png")],
+                        "pass --overwrite to replace it or " if not overwrite else None, "-o")
+
+
+def _check_plots(plots: Optional[Path], pairs) -> None:
+    """Before the work: ``score --plots`` replaces a PNG only in a folder dmcodec made (score has no --overwrite).
+    Without matplotlib no plot is made, and the folder is left alone."""
+    from ..quality.plots import unavailable
+
+    if plots is not None and unavailable() is None:
+        _check_folder_files(plots, pairs, lambda pair: [id_path(plots, pair.stem, ".png")], "", "--plots")
+
+
+def _check_folder_files(folder: Path, pairs, targets, hint: Optional[str], option: str) -> None:
+    """A folder filled with files per pair (``targets(pair)``): unless it is empty or holds dmcodec's record (or
+    ``hint`` is None: the user allowed replacing), none of them may exist already. Then the record is written."""
+    ours = read_record(folder, ROUNDTRIP_RECORD, ROUNDTRIP_FORMAT) is not None or is_empty_folder(folder)
+    for pair in pairs if not ours and hint is not None else ():
         try:
-            id_path(outdir, pair.stem, ".wav")
-        except BadId as exc:
-            raise DmcodecError(f"{pair.name}: {exc}; roundtrip writes <id>.wav under -o") from None
-        if ours or overwrite:
+            found = [target for target in targets(pair) if os.path.lexists(target)]
+        except BadId:  # the pair fails on its own, before anything is written for it
             continue
-        for k in levels:
-            for suffix in (".wav", ".png"):
-                target = output_path(outdir, pair.stem, k, several, suffix)
-                if target.exists():
-                    raise DmcodecError(f"{target}: exists and was not written by dmcodec; pass --overwrite to "
-                                       "replace it or choose another -o")
-    write_record(outdir, ROUNDTRIP_RECORD, {"format": ROUNDTRIP_FORMAT, "format_version": 1})
+        if found:
+            raise DmcodecError(f"{found[0]}: exists and was not written by dmcodec; {hint}choose another {option}")
+    write_record(folder, ROUNDTRIP_RECORD, {"format": ROUNDTRIP_FORMAT, "format_version": 1})
 
 
 def _asr(spec: Optional[str], device):
@@ -189,6 +204,7 @@ def roundtrip(
     from ..registry import load_model
 
     inputs = [input, *([audio] if audio else []), *([transcripts] if transcripts else [])]
+    jobs = _jobs(jobs)  # options before any model loads
     if outdir is not None:
         check_folder_output(outdir, inputs=inputs)
     _check_json_path(json_file, inputs)
@@ -201,7 +217,7 @@ def roundtrip(
         if audio is not None:
             raise DmcodecError("--audio is only for a code store input (.h5)")
         codec = load_model(model, torch_device)
-        run = (roundtrip_inputs(input), codec, parse_n_q(n_q, codec.n_q), None)
+        run = (roundtrip_inputs(input, outdir), codec, parse_n_q(n_q, codec.n_q), None)
     files, codec, levels, stored_codes = run
     _check_outdir(outdir, files, levels, overwrite)
     settings = _settings("roundtrip", asr, transcripts, skipped, speaker, input=str(input.resolve()),
@@ -246,11 +262,13 @@ def score(
     from ..engine.device import pick_device
 
     inputs = [reference, degraded, *([transcripts] if transcripts else [])]
+    jobs = _jobs(jobs)
     _check_json_path(json_file, inputs)
     if plots is not None:
         check_folder_output(plots, inputs=inputs, option="--plots")
     skipped = _skipped(skip)
     pairs, unmatched = match_pairs(reference, degraded)
+    _check_plots(plots, pairs)
     texts = read_transcripts(transcripts) if transcripts else {}
     settings = _settings("score", asr, transcripts, skipped, speaker, reference=str(reference.resolve()),
                          degraded=str(degraded.resolve()))

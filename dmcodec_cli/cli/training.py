@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,8 @@ def _weights(text: Optional[str]) -> tuple[Optional[float], Optional[float]]:
         sm, lm = (float(v) for v in text.split(","))
     except ValueError:
         raise DmcodecError(f"--weights {text!r}: give two numbers SM,LM such as 0.2,0.8") from None
+    if not all(math.isfinite(w) and w >= 0 for w in (sm, lm)):
+        raise DmcodecError(f"--weights {text!r}: the weights must be finite numbers >= 0, such as 0.2,0.8")
     return sm, lm
 
 
@@ -74,6 +77,9 @@ def train(
     options = build_options(recipe, dict(
         teacher=teacher, sm_weight=sm_weight, lm_weight=lm_weight, lm_layers=lm_layers, sm_layers=sm_layers,
         distill_type=distill_loss, max_steps=max_steps, batch_size=batch_size, num_workers=num_workers))
+    if weights is not None and options.teacher != "combined":
+        raise DmcodecError(f"--weights weighs the two teachers of --teacher combined; this run's teacher is "
+                           f"{options.teacher!r}: leave --weights out or pass --teacher combined")
     init_model = None
     if init is not None:
         from ..registry import load_model

@@ -123,9 +123,13 @@ def _probe(segment: Segment, root: Path) -> int:
 
 
 def extract(manifest: str | os.PathLike, output: str | os.PathLike, options: ExtractOptions,
-            device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None) -> ExtractReport:
+            device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None,
+            overwrite: bool = False) -> ExtractReport:
     """Compute the requested teacher features of the manifest's segments into ``output`` (appending: segments
-    already there are skipped, so an interrupted run resumes). Unreadable segments are reported and skipped."""
+    already there are skipped, so an interrupted run resumes). Unreadable segments are reported and skipped.
+
+    ``overwrite``: start ``output`` again; the old file is removed only once the teachers have loaded, so a
+    run that cannot start leaves it as it was."""
     started = time.monotonic()
     manifest = Path(manifest)
     root = manifest.parent
@@ -136,7 +140,7 @@ def extract(manifest: str | os.PathLike, output: str | os.PathLike, options: Ext
         if unknown:
             raise DmcodecError(f"{len(unknown)} segment(s) have no known text (first: {unknown[0]}); give --stt to "
                                "transcribe them, or --transcripts")
-    if _all_done(Path(output), segments, options):  # nothing to compute: do not load the teachers
+    if not overwrite and _all_done(Path(output), segments, options):  # nothing to compute: no teachers
         report.already_done = len(segments)
         report.elapsed_seconds = round(time.monotonic() - started, 3)
         return report
@@ -144,6 +148,8 @@ def extract(manifest: str | os.PathLike, output: str | os.PathLike, options: Ext
     need_stt = bool(options.lm) and (options.lm_align == "ctc" or
                                      any(_known_text(s, options) is None for s in segments))
     teachers = _load_teachers(options, device, options.stt if need_stt else None)
+    if overwrite:
+        Path(output).unlink(missing_ok=True)
     with FeatureWriter(output, CODEC.sample_rate, CODEC.frame_rate, _group_specs(options, teachers)) as store:
         groups = list(store.specs)
         todo = []

@@ -41,7 +41,27 @@ def _open(path: Path, mode: str) -> h5py.File:
         return h5py.File(path, mode)
     except OSError as exc:
         raise DmcodecError(f"{path}: not a readable HDF5 feature file ({str(exc).splitlines()[0]}); if a run was "
-                           "killed while writing, delete the file and extract again") from None
+                           "killed while writing, extract again with --overwrite") from None
+
+
+def _foreign(file: h5py.File) -> bool:
+    """An HDF5 file that is neither a feature file nor empty (the empty file a killed first run may leave)."""
+    return "format" not in file.attrs and (len(file) > 0 or len(file.attrs) > 0)
+
+
+def check_feature_file(path: str | os.PathLike) -> None:
+    """Before any teacher loads: an existing ``path`` is a dmcodec feature file to resume (or an empty HDF5 file);
+    anything else is refused, never adopted (``extract --overwrite`` replaces it)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    refusal = DmcodecError(f"{path}: exists and is not a dmcodec feature file; pass --overwrite to replace it "
+                           "(also when a killed run left it damaged) or choose another -o")
+    if not h5py.is_hdf5(path):
+        raise refusal
+    with _open(path, "r") as file:
+        if _foreign(file) or ("format" in file.attrs and _attr(file.attrs["format"]) != FORMAT):
+            raise refusal
 
 
 def _attr(value: object) -> object:
@@ -71,6 +91,9 @@ class FeatureWriter:
         wanted = {"format": FORMAT, "format_version": FORMAT_VERSION, "sample_rate": sample_rate,
                   "frame_rate": float(frame_rate)}
         if "format" not in self.file.attrs:
+            if _foreign(self.file):
+                raise DmcodecError(f"{self.path}: an HDF5 file that is not a dmcodec feature file; it is not "
+                                   "written into: choose another output file")
             self.file.attrs.update(wanted)
             return
         found = {key: _attr(self.file.attrs.get(key)) for key in wanted}

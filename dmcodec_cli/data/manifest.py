@@ -4,6 +4,7 @@ contract between ``prep``, ``extract`` and training. Not an audio list: those ar
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,12 +42,28 @@ def _segment_from(obj: object, where: str) -> Segment:
     if missing:
         raise DmcodecError(f"{where}: missing field(s) {', '.join(missing)}; "
                            f"a dmcodec manifest has {', '.join(FIELDS)}")
+    wrong = [f"{name} {obj[name]!r} is not {kind}" for name, kind, ok in _FIELD_KINDS if not ok(obj[name])]
+    if wrong:
+        raise DmcodecError(f"{where}: {'; '.join(wrong)}")
     segment = Segment(**{name: obj[name] for name in FIELDS})
-    if "/" in segment.id or not segment.id:
-        raise DmcodecError(f"{where}: segment id {segment.id!r} is empty or contains '/'")
+    if "/" in segment.id or segment.id in ("", ".", ".."):
+        raise DmcodecError(f"{where}: segment id {segment.id!r} is empty, '.' or '..', or contains '/' (ids name "
+                           "entries of the feature file)")
     if segment.split not in SPLITS:
         raise DmcodecError(f"{where}: split must be 'train' or 'valid', got {segment.split!r}")
     return segment
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+#: (field, what it must be, test): the JSON types of a manifest line
+_FIELD_KINDS = (("id", "a string", lambda v: isinstance(v, str)), ("path", "a string", lambda v: isinstance(v, str)),
+                ("source", "a string", lambda v: isinstance(v, str)),
+                ("offset", "a number >= 0", _number), ("duration", "a number >= 0", _number),
+                ("speaker", "a string or null", lambda v: v is None or isinstance(v, str)),
+                ("text", "a string or null", lambda v: v is None or isinstance(v, str)))
 
 
 def read_segments(path: str | os.PathLike) -> list[Segment]:
@@ -54,20 +71,24 @@ def read_segments(path: str | os.PathLike) -> list[Segment]:
     path = Path(path)
     if not path.is_file():
         raise DmcodecError(f"{path}: no such manifest; run `dmcodec prep` first")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DmcodecError(f"{path}: not a UTF-8 text file; give the manifest.jsonl that `dmcodec prep` "
+                           "wrote") from None
     segments, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DmcodecError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-            segment = _segment_from(obj, f"{path}:{number}")
-            if segment.id in seen:
-                raise DmcodecError(f"{path}:{number}: duplicate segment id {segment.id!r}")
-            seen.add(segment.id)
-            segments.append(segment)
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DmcodecError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        segment = _segment_from(obj, f"{path}:{number}")
+        if segment.id in seen:
+            raise DmcodecError(f"{path}:{number}: duplicate segment id {segment.id!r}")
+        seen.add(segment.id)
+        segments.append(segment)
     return segments
 
 

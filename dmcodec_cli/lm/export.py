@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..corpus.progress import Quiet
 from ..corpus.runner import Failure, check_failures_file, write_failures
 from ..corpus.store import CodeStore
 from ..errors import DmcodecError
-from ..outputs import OVERWRITE_HINT, read_record, write_record
+from ..outputs import OVERWRITE_HINT, read_record, refuse_inputs, write_record
 from .bpe import BPE_FORMAT, BpeTokenizer
 from .formats import FORMATS, Row
 from .labels import Labels
@@ -70,6 +71,27 @@ def _shard_files(settings: dict) -> list[str]:
     return [name for i in range(total) for name in writer.files(i, total)]
 
 
+def _previous_shard_files(output: Path, settings: dict) -> list[Path]:
+    """The shard files of the export recorded with ``settings`` that are in ``output`` now. Found by listing the
+    folders the format writes into (never through a link), so a record claiming any number of shards costs only
+    what the folder holds."""
+    fmt, total = settings.get("format"), settings.get("shards")
+    writer = FORMATS.get(fmt) if isinstance(fmt, str) else None
+    if writer is None or not isinstance(total, int) or total < 1:
+        return []
+    found = []
+    for folder in sorted({Path(pattern).parent for pattern in writer.patterns}):
+        where = output / folder
+        if where.is_symlink() or not where.is_dir():
+            continue
+        for entry in sorted(os.listdir(where)):
+            name = (folder / entry).as_posix()
+            numbers = {int(n) for n in re.findall(r"\d+", entry) if int(n) < total}
+            if any(name in writer.files(i, total) for i in numbers):
+                found.append(output / name)
+    return found
+
+
 def _previous_shards(output: Path, settings: dict, overwrite: bool) -> set[int]:
     """Shards a previous run with the same settings finished (and still on disk); refuses a folder that holds
     something else unless ``overwrite`` (then the previous export's shard files are removed, nothing else)."""
@@ -83,15 +105,30 @@ def _previous_shards(output: Path, settings: dict, overwrite: bool) -> set[int]:
         previous = {}
     if previous == settings:
         files = FORMATS[settings["format"]].files
-        return {i for i in record.get("shards_done", []) if isinstance(i, int) and 0 <= i < settings["shards"]
+        finished = record.get("shards_done")
+        return {i for i in (finished if isinstance(finished, list) else [])
+                if isinstance(i, int) and 0 <= i < settings["shards"]
                 and all((output / name).is_file() for name in files(i, settings["shards"]))}
     if not overwrite:
         changed = sorted(k for k in settings if previous.get(k) != settings[k])
         raise DmcodecError(f"{output}: holds an export with other settings ({', '.join(changed)} differ); "
                            f"{OVERWRITE_HINT} -o")
-    for name in _shard_files(previous):
-        (output / name).unlink(missing_ok=True)
+    for path in _previous_shard_files(output, previous):
+        path.unlink(missing_ok=True)
     return set()
+
+
+def _check_targets(output: Path, names: list[str], inputs: list[str | os.PathLike]) -> None:
+    """Before any work: no file the export writes is one of its inputs (even with --overwrite), and no folder
+    it writes into leads out of ``output`` through a link inside it (a file that is a link is replaced, not
+    written through)."""
+    targets = [output / name for name in names]
+    refuse_inputs(targets, inputs)
+    inside = output.resolve()
+    for folder in sorted({target.parent for target in targets}):
+        if not folder.resolve().is_relative_to(inside):
+            raise DmcodecError(f"{folder}: leads outside {output} (through a link); dmcodec writes only inside -o; "
+                               "remove the link or choose another -o")
 
 
 def _tokenizer(store: CodeStore, layout: str, n_q: int | None, codebook_offsets: bool | None,
@@ -102,6 +139,9 @@ def _tokenizer(store: CodeStore, layout: str, n_q: int | None, codebook_offsets:
         raise DmcodecError("--layout bpe goes with --bpe DIR (a tokenizer made by `dmcodec bpe`), and --bpe with "
                            "--layout bpe")
     if bpe is not None:
+        if codebook_offsets is not None:
+            raise DmcodecError("--codebook-offsets / --no-codebook-offsets are for the code layouts: a BPE "
+                               "tokenizer has its own vocabulary; leave them out with --layout bpe")
         tokenizer = BpeTokenizer(bpe)
         tokenizer.check_store(meta, str(store.path))
         if n_q not in (None, tokenizer.n_q):
@@ -135,9 +175,12 @@ def _shard_rows(store: CodeStore, chosen: range, spec: TokenSpec | BpeTokenizer,
 def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: str = "hf", layout: str | None = None,
                  n_q: int | None = None, codebook_offsets: bool | None = None,
                  shard_size: int = DEFAULT_SHARD_SIZE, labels: Labels = Labels(), progress: Quiet = Quiet(),
-                 overwrite: bool = False, bpe: str | os.PathLike | None = None) -> ExportSummary:
+                 overwrite: bool = False, bpe: str | os.PathLike | None = None,
+                 inputs: tuple[str | os.PathLike, ...] = ()) -> ExportSummary:
     """Write the store's utterances as ``fmt`` shards of ``layout`` tokens (default: the format's, ``flat`` but
-    for lhotse) over its first ``n_q`` codebooks (default: all); ``layout="bpe"`` with the tokenizer ``bpe``."""
+    for lhotse) over its first ``n_q`` codebooks (default: all); ``layout="bpe"`` with the tokenizer ``bpe``.
+
+    No file written is the store or one of ``inputs`` (the labels' manifest), even with ``overwrite``."""
     if fmt not in FORMATS:
         raise DmcodecError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if not 1 <= shard_size <= 10_000_000:
@@ -152,6 +195,7 @@ def export_store(store_path: str | os.PathLike, output: str | os.PathLike, fmt: 
         settings = {"format": fmt, "tokens": spec.to_dict(), "shard_size": shard_size, "shards": total_shards,
                     "store": store_digest(store), "labels": labels.digest()}
         failures_path = output / "failures.tsv"
+        _check_targets(output, [*_shard_files(settings), RECORD_NAME, failures_path.name], [store_path, *inputs])
         check_failures_file(failures_path, overwrite)
         done = _previous_shards(output, settings, overwrite)
         summary = ExportSummary(str(output), fmt, len(store), shards=total_shards)

@@ -12,6 +12,7 @@ from ..errors import DmcodecError
 from ..inference import decode_codes, encode_samples
 from ..inputs import audio_files, audio_id
 from ..model import DMCodec
+from ..outputs import BadId, id_path
 from . import plots
 from .dnsmos import dnsmos
 from .metrics import (
@@ -64,17 +65,21 @@ def parse_n_q(value: str | None, available: int) -> list[int]:
 
 
 def output_path(outdir: Path, stem: str, n_q: int, several: bool, suffix: str) -> Path:
-    """OUTDIR/<stem><suffix> for one n_q, OUTDIR/nq<K>/<stem><suffix> for several."""
-    relative = f"{stem}{suffix}"
-    return outdir / f"nq{n_q}" / relative if several else outdir / relative
+    """OUTDIR/<stem><suffix> for one n_q, OUTDIR/nq<K>/<stem><suffix> for several; ``BadId`` for a stem (a code
+    store's id) that would not stay a plain path inside that folder."""
+    return id_path(outdir / f"nq{n_q}" if several else outdir, stem, suffix)
 
 
 def refuse_overwriting_inputs(files: Sequence[Pair], outdir: Path, levels: Sequence[int]) -> None:
-    """Raise DmcodecError when a reconstruction would be written over one of the input files."""
+    """Raise DmcodecError when a reconstruction would be written over one of the input files (a pair whose
+    stem cannot be a path is left to fail on its own)."""
     inputs = {pair.reference.resolve() for pair in files if pair.reference is not None}
     for pair in files:
         for k in levels:
-            target = output_path(outdir, pair.stem, k, len(levels) > 1, ".wav").resolve()
+            try:
+                target = output_path(outdir, pair.stem, k, len(levels) > 1, ".wav").resolve()
+            except BadId:
+                continue
             if target in inputs:
                 raise DmcodecError(f"{target}: the reconstruction would overwrite this input file; "
                                    "give another -o folder")
@@ -127,19 +132,25 @@ def roundtrip_files(files: Sequence[Pair], model: DMCodec, levels: Sequence[int]
 
 def _roundtrip_one(pair: Pair, model: DMCodec, levels: Sequence[int], several: bool, outdir: Path | None,
                    scorers: Scorers, notes: list[str], stored_codes: StoredCodes | None) -> Sequence[dict | PendingRow]:
-    if pair.reference is None:
-        assert stored_codes is not None  # only a code store gives pairs without audio
-        return _decode_only(pair, model, levels, several, outdir, scorers, stored_codes)
+    """The rows of one file (or store id) at each level; what cannot be read or written is a failed row."""
     try:
+        if pair.problem:
+            raise DmcodecError(pair.problem)
+        if outdir is not None:  # an id that cannot be a path under -o fails before any work
+            for k in levels:
+                output_path(outdir, pair.stem, k, several, ".wav")
+        if pair.reference is None:
+            assert stored_codes is not None  # only a code store gives pairs without audio
+            return _decode_only(pair, model, levels, several, outdir, scorers, stored_codes(pair.name))
         audio = load_audio(pair.reference, model.sample_rate)
         reference16 = to_metric_rate(audio.samples, model.sample_rate)
         check_long_enough(pair.reference, reference16)
+        codes = stored_codes(pair.name).codes if stored_codes is not None else None  # checked when read
     except DmcodecError as exc:
         return [error_row(pair.name, k, str(exc)) for k in levels]
     text = text_reference(pair.name, reference16, scorers)
     original = scorers.original_metrics(reference16)
     rows = []
-    codes = stored_codes(pair.name).codes if stored_codes is not None else None
     for k, decoded in reconstruct(model, audio.samples, levels, codes).items():
         degraded16 = to_metric_rate(decoded, model.sample_rate)
         if outdir is not None:
@@ -153,9 +164,8 @@ def _roundtrip_one(pair: Pair, model: DMCodec, levels: Sequence[int], several: b
 
 
 def _decode_only(pair: Pair, model: DMCodec, levels: Sequence[int], several: bool, outdir: Path | None,
-                 scorers: Scorers, stored_codes: StoredCodes) -> list[dict]:
+                 scorers: Scorers, entry: "Entry") -> list[dict]:
     """Rows of a store id without its audio: the reference-free metrics (DNSMOS) of each decoded level."""
-    entry = stored_codes(pair.name)
     rows = []
     for k in levels:
         decoded = decode_codes(model, entry.codes[:k])[: entry.num_samples]
@@ -184,12 +194,17 @@ def store_inputs(store: "CodeStore", audio_dir: Path | None) -> list[Pair]:
     """One pair per utterance of a code store, its reference the audio file of ``audio_dir`` with that id
     (``inputs.audio_id``: ``<id>.<ext>``, as ``encode`` named it); without ``audio_dir`` no reference (only
     the reference-free metrics)."""
+    if not store.ids:
+        raise DmcodecError(f"{store.path}: holds no utterances; nothing to roundtrip")
     if audio_dir is None:
         return [Pair(name, None, None, stem=name) for name in store.ids]
     if not audio_dir.is_dir():
         raise DmcodecError(f"{audio_dir}: no such folder (--audio must be the folder the store was encoded from)")
     by_id = {audio_id(file.relative): file.path for file in audio_files(audio_dir)}
-    return [Pair(name, by_id.get(name, audio_dir / name), None, stem=name) for name in store.ids]
+    # an id is looked up among the folder's files, never joined to it as a path (an id may hold '..')
+    return [Pair(name, by_id.get(name), None, stem=name,
+                 problem="" if name in by_id else f"{audio_dir}: no audio file for id {name!r} in this folder")
+            for name in store.ids]
 
 
 def store_reader(store: "CodeStore") -> StoredCodes:

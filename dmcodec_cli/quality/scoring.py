@@ -20,6 +20,7 @@ from ..atomic import atomic_path
 from ..audio import AUDIO_EXTENSIONS, load_audio
 from ..errors import DmcodecError, printable
 from ..inputs import audio_files, audio_id, transcript_for
+from ..outputs import id_path
 from . import plots
 from .asr import Transcriber, normalize_text
 from .dnsmos import dnsmos
@@ -56,6 +57,7 @@ class Pair:
     reference: Path | None  #: None for a code store id roundtripped without its audio
     degraded: Path | None  #: None when no degraded file matches
     stem: str = ""  #: where outputs go, relative, without extension (default "": the id of name)
+    problem: str = ""  #: why this pair cannot be scored (a failed row), e.g. a store id with no audio file
 
     def __post_init__(self) -> None:
         self.stem = self.stem or audio_id(self.name)
@@ -89,12 +91,16 @@ def match_pairs(reference: Path, degraded: Path) -> tuple[list[Pair], list[Path]
     return pairs, sorted(unmatched)
 
 
-def roundtrip_inputs(source: Path) -> list[Pair]:
-    """Audio files to roundtrip: the file itself or the audio files of a folder (``degraded`` None)."""
+def roundtrip_inputs(source: Path, outdir: Path | None = None) -> list[Pair]:
+    """Audio files to roundtrip: the file itself or the audio files of a folder (``degraded`` None); files
+    under ``outdir`` (the reconstructions of an earlier run, when it lies inside the folder) are not inputs."""
     if source.is_file():
         return [Pair(printable(source.name), source, None)]
     if source.is_dir():
         files = audio_files(source)
+        if outdir is not None:
+            written = outdir.resolve()
+            files = [file for file in files if not file.path.resolve().is_relative_to(written)]
         if not files:
             raise DmcodecError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
         return [Pair(file.relative, file.path, None) for file in files]
@@ -343,11 +349,12 @@ def _score_pair(pair: Pair, scorers: Scorers, plot_dir: Path | None, notes: list
     if pair.reference is None:
         return error_row(pair.name, None, "no reference audio to score against")
     try:
+        plot = id_path(plot_dir, pair.stem, ".png") if plot_dir is not None else None  # never through a link out
         reference = to_metric_rate(load_audio(pair.reference, METRIC_RATE).samples, METRIC_RATE)
         degraded = to_metric_rate(load_audio(pair.degraded, METRIC_RATE).samples, METRIC_RATE)
     except DmcodecError as exc:
         return error_row(pair.name, None, str(exc))
     text = text_reference(pair.name, reference, scorers)
-    if plot_dir is not None:
-        plot_pair(plot_dir / f"{pair.stem}.png", reference, degraded, pair.name, notes)
+    if plot is not None:
+        plot_pair(plot, reference, degraded, pair.name, notes)
     return score_arrays(pair.name, None, reference, degraded, scorers, text)

@@ -9,8 +9,9 @@ Unknown keys are an error.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from ..config import TRAINING_KEYS, ConfigError, ConfigFile, TrainingKeys
 from ..errors import DmcodecError
@@ -86,25 +87,9 @@ class TrainOptions:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.teacher not in TEACHERS:
-            problems.append(f"teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            problems.append(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
-        for name in ("batch_size", "segment_size", "log_every", "valid_every", "save_every", "decay_every"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            problems.append(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if isinstance(self.stft_loss_weight, bool) or not (isinstance(self.stft_loss_weight, (int, float))
-                                                            and self.stft_loss_weight >= 0):
-            problems.append(f"stft_loss_weight must be >= 0, got {self.stft_loss_weight}")
-        if not (isinstance(self.stft_loss_n_ffts, tuple) and self.stft_loss_n_ffts
-                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 16 and not n & (n - 1)
-                        for n in self.stft_loss_n_ffts)):
-            problems.append(f"stft_loss_n_ffts must be powers of two >= 16, got {list(self.stft_loss_n_ffts)}")
-        if min(self.sm_weight, self.lm_weight) < 0:
-            problems.append("teacher weights must be >= 0")
+        problems = list(_type_problems(self))  # ranges only once every option has its type
+        if not problems:
+            problems = list(_value_problems(self))
         if problems:
             raise DmcodecError("invalid training options: " + "; ".join(problems))
 
@@ -125,6 +110,78 @@ class TrainOptions:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the training keys as ``config.json`` writes them."""
         return {**dataclasses.asdict(self), "training_keys": self.training_keys.to_dict()}
+
+
+#: options by kind: integers >= 0, integers > 0, numbers >= 0 (all finite; NaN and infinities are refused)
+_COUNTS = ("adversarial_start", "warmup_steps", "max_steps", "epochs", "num_workers", "valid_items",
+           "keep_checkpoints", "showpiece_num")
+_POSITIVE = ("batch_size", "segment_size", "log_every", "valid_every", "save_every", "decay_every")
+_AMOUNTS = ("sm_weight", "lm_weight", "feature_weight", "adversarial_weight", "learning_rate", "weight_decay",
+            "grad_clip", "lr_decay", "ema_decay", "stft_loss_weight")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _ints(values: Any, low: int, empty: bool = False) -> bool:
+    return isinstance(values, tuple) and (empty or len(values) > 0) and all(_is_int(v) and v >= low for v in values)
+
+
+def _type_problems(options: "TrainOptions") -> Iterator[str]:
+    for name in (*_COUNTS, *_POSITIVE, "seed"):
+        if not _is_int(getattr(options, name)):
+            yield f"{name} must be an integer, got {getattr(options, name)!r}"
+    for name in _AMOUNTS:
+        if not _is_number(getattr(options, name)):
+            yield f"{name} must be a finite number, got {getattr(options, name)!r}"
+    for name in ("teacher", "mixed_precision"):
+        if not isinstance(getattr(options, name), str):
+            yield f"{name} must be a string, got {getattr(options, name)!r}"
+    betas = options.betas
+    if not (isinstance(betas, tuple) and len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
+        yield f"betas must be two numbers in [0, 1), got {betas!r}"
+    for name in ("lm_layers", "sm_layers"):
+        if not _ints(getattr(options, name), 0):
+            yield f"{name} must be quantizer layers, got {getattr(options, name)!r}"
+    if not _ints(options.stft_loss_n_ffts, 16) or any(n & (n - 1) for n in options.stft_loss_n_ffts):
+        yield f"stft_loss_n_ffts must be powers of two >= 16, got {options.stft_loss_n_ffts!r}"
+    yield from _discriminator_problems(options.discriminator)
+
+
+def _discriminator_problems(disc: Any) -> Iterator[str]:
+    if not isinstance(disc, DiscriminatorConfig):
+        yield f"discriminator must be an object, got {disc!r}"
+        return
+    if not _ints(disc.periods, 1, empty=True) or not _ints(disc.stft_n_ffts, 2, empty=True):  # [] leaves one out
+        yield f"discriminator periods and stft_n_ffts must be lists of positive integers, got {disc.periods!r} and " \
+              f"{disc.stft_n_ffts!r}"
+    if not (_is_int(disc.scales) and disc.scales >= 0 and _is_int(disc.stft_filters) and disc.stft_filters >= 1):
+        yield f"discriminator scales must be an integer >= 0 and stft_filters >= 1, got {disc.scales!r} and " \
+              f"{disc.stft_filters!r}"
+    if not (_is_number(disc.width) and disc.width > 0):
+        yield f"discriminator width must be a finite number > 0, got {disc.width!r}"
+
+
+def _value_problems(options: "TrainOptions") -> Iterator[str]:
+    if options.teacher not in TEACHERS:
+        yield f"teacher must be one of {', '.join(TEACHERS)}, got {options.teacher!r}"
+    if options.mixed_precision not in ("no", "bf16", "fp16"):
+        yield f"mixed_precision must be no, bf16 or fp16, got {options.mixed_precision!r}"
+    for name in _POSITIVE:
+        if getattr(options, name) <= 0:
+            yield f"{name} must be positive, got {getattr(options, name)}"
+    for name in (*_COUNTS, *_AMOUNTS):
+        if getattr(options, name) < 0:
+            yield f"{name} must be >= 0, got {getattr(options, name)}"
+    if options.lr_decay == 0:
+        yield "lr_decay must be > 0 (1 keeps the learning rate), got 0"
+    if not options.ema_decay < 1.0:
+        yield f"ema_decay must be in [0, 1), got {options.ema_decay}"
 
 
 def _defaults(keys: TrainingKeys) -> dict[str, Any]:
@@ -166,9 +223,9 @@ def build_options(config: ConfigFile, overrides: dict[str, Any] | None = None) -
             values["discriminator"] = DiscriminatorConfig(**disc)
         except TypeError as exc:
             raise DmcodecError(f"invalid discriminator options: {exc}") from None
-    values["betas"] = tuple(values["betas"])
-    if isinstance(values.get("stft_loss_n_ffts"), list):
-        values["stft_loss_n_ffts"] = tuple(values["stft_loss_n_ffts"])
+    for key in ("betas", "stft_loss_n_ffts"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
     for group in ("lm_layers", "sm_layers"):
         if max(values[group]) >= n_q:
             raise DmcodecError(f"{group}: layer {max(values[group]) + 1} does not exist in a model with "

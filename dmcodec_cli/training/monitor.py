@@ -15,11 +15,23 @@ if TYPE_CHECKING:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Drop records after ``step`` (the lost tail of an interrupted run, before resuming from ``step``)."""
+    """Drop records after ``step`` (the lost tail of an interrupted run, before resuming from ``step``), and any
+    line that is not a whole record (the half-written last line of a killed run)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if (record := _record(line)) is not None and record["step"] <= step]
     write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """A metrics line as its record, or None when it is not one."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return record if isinstance(step, int) and not isinstance(step, bool) else None
 
 
 def read_metrics(path: str | Path, split: str = "train") -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomic
 from ..checkpoint import save_release
 from ..config import ConfigFile
 from ..errors import DmcodecError
@@ -120,15 +121,43 @@ def _total_steps(options: TrainOptions, order: BatchOrder) -> int:
     return options.max_steps or options.epochs * order.batches_per_epoch
 
 
+def read_run_record(path: Path) -> dict[str, Any]:
+    """The ``run.json`` of a run folder; DmcodecError for a file that is not one (damaged, or another program's)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DmcodecError(f"{path}: not a readable training record ({exc}); this folder holds no dmcodec run to "
+                           "resume: choose another -o folder") from None
+    if not (isinstance(record, dict) and isinstance(record.get("codec_config"), dict)
+            and isinstance(record.get("options"), dict)):
+        raise DmcodecError(f"{path}: not the record of a dmcodec training run (no codec_config and options); "
+                           "choose another -o folder")
+    return record
+
+
 def _start(paths: Paths, resume: bool, record: dict[str, Any]) -> Path | None:
     """The checkpoint to resume from (None: a fresh run). Refuses to overwrite a run without --resume."""
     checkpoints = saved.list_checkpoints(paths.checkpoints)
     if paths.run.is_file():
+        previous = read_run_record(paths.run)
         if not resume:
             raise DmcodecError(f"{paths.root}: already holds a training run; pass --resume to continue it "
                                "or choose another -o folder")
-        _check_resumable(json.loads(paths.run.read_text()), record, paths.root)
+        _check_resumable(previous, record, paths.root)
     return checkpoints[-1][1] if resume and checkpoints else None
+
+
+def _resume(trainer: Trainer, checkpoint: Path, rank: int) -> None:
+    """Load a checkpoint's state into the trainer; a state that does not fit this run is one line."""
+    state, rng = saved.load(checkpoint, rank)
+    try:
+        load_state_dict(trainer, state)
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise DmcodecError(f"{checkpoint}: the training state does not fit this run ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); delete this checkpoint folder "
+                           "to resume from the one before") from None
+    if rng is not None:
+        saved.set_rng_state(rng)
 
 
 def _save(trainer: Trainer, paths: Paths) -> None:
@@ -184,23 +213,19 @@ def train(config: ConfigFile, options: TrainOptions, manifest: str | os.PathLike
     record = _run_record(model_file, options, manifest.resolve(), Path(features).resolve() if features else None,
                          init, acc.num_processes, len(train_segments))
     checkpoint = _start(paths, resume, record)
-    acc.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
-    if acc.is_main_process:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        paths.run.write_text(json.dumps(record, indent=2) + "\n")
-
     torch.manual_seed(options.seed)
     codec = init_model if init_model is not None else DMCodec(config.codec, config.training)
     trainer = build_trainer(codec, options, acc)
-    if checkpoint is not None:
-        state, rng = saved.load(checkpoint, acc.process_index)
-        load_state_dict(trainer, state)
-        if rng is not None:
-            saved.set_rng_state(rng)
-        if acc.is_main_process:
+    if checkpoint is not None:  # before anything is written: a checkpoint that cannot be resumed changes nothing
+        _resume(trainer, checkpoint, acc.process_index)
+    acc.wait_for_everyone()  # every process has looked at the folder before the main one writes to it
+    if acc.is_main_process:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(paths.run, json.dumps(record, indent=2) + "\n")  # a killed run never leaves half of it
+        if checkpoint is not None:
             truncate_metrics(paths.metrics, trainer.step)
-    elif acc.is_main_process:
-        paths.metrics.unlink(missing_ok=True)
+        else:
+            paths.metrics.unlink(missing_ok=True)
 
     order = BatchOrder(len(train_segments), options.batch_size, options.seed, acc.process_index, acc.num_processes)
     total = _total_steps(options, order)

@@ -85,9 +85,26 @@ def load(checkpoint: Path, rank: int) -> tuple[dict[str, Any], dict[str, Any] | 
                            "delete this checkpoint folder to resume from the one before") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise DmcodecError(f"{checkpoint}: not a dmcodec training checkpoint")
-    if state["format_version"] > STATE_VERSION:
-        raise DmcodecError(f"{checkpoint}: training state version {state['format_version']} is newer than this "
-                           "dmcodec understands; upgrade dmcodec")
+    version = state.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DmcodecError(f"{checkpoint}: damaged training state (format_version {version!r}); delete this "
+                           "checkpoint folder to resume from the one before")
+    if version > STATE_VERSION:
+        raise DmcodecError(f"{checkpoint}: training state version {version} is newer than this dmcodec "
+                           "understands; upgrade dmcodec")
     rng_path = checkpoint / f"rng-{rank}.pt"
-    rng = torch.load(rng_path, map_location="cpu", weights_only=True) if rng_path.is_file() else None
-    return state, rng
+    return state, _load_rng(rng_path) if rng_path.is_file() else None
+
+
+def _load_rng(path: Path) -> dict[str, Any]:
+    """A process's RNG state (``torch``, ``python``); a damaged file is one line."""
+    try:
+        rng = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the same user problem
+        raise DmcodecError(f"{path}: unreadable random state ({str(exc).splitlines()[0][:200]}); delete this "
+                           "checkpoint folder to resume from the one before") from None
+    if not (isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) and isinstance(rng.get("python"),
+                                                                                                 tuple)):
+        raise DmcodecError(f"{path}: not the random state of a dmcodec run; delete this checkpoint folder to "
+                           "resume from the one before")
+    return rng
