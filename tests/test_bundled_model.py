@@ -17,7 +17,7 @@ from dmcodec_cli.inference import decode_codes, encode_samples
 #: Speakers absent from the training data; the floor sits well under the measured value (README model card)
 #: and well over a random model's (0.46 for the reference checkpoint on the same clip).
 UNSEEN = SPEECH / "librispeech_dev-clean_2412-153948-0000.flac"
-STOI_FLOOR = 0.85  # measured 0.895 with 8 codebooks
+STOI_FLOOR = 0.86  # measured 0.902 with 8 codebooks
 
 
 def test_the_default_model_is_bundled_small_and_registered():
@@ -39,7 +39,7 @@ def test_the_bundled_model_codes_unseen_speech_intelligibly():
     decoded = decode_codes(model, codes)[: len(samples)]
     assert stoi(samples, decoded, 16000) > STOI_FLOOR
     with torch.inference_mode():  # fewer codebooks: coarser, but still speech
-        assert stoi(samples, decode_codes(model, codes[:2])[: len(samples)], 16000) > 0.78  # measured 0.828
+        assert stoi(samples, decode_codes(model, codes[:2])[: len(samples)], 16000) > 0.78  # measured 0.825
 
 
 def test_the_main_job_runs_with_the_default_model(tmp_path, capsys):

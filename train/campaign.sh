@@ -2,7 +2,7 @@
 # The dmcodec-mini training campaign: a long CPU run that survives interruptions.
 #   train/campaign.sh TRAIN_MINI_DIR SPEECH_DIR          (run it under nohup; see docs/training.md)
 # State lives outside the work tree, in $CAMPAIGN (default ~/.cache/dmcodec/campaign-mini): the prepared
-# segments, the run folder (RUN) and CURVE (default curve.jsonl; one line per chunk: step, seconds, validation
+# segments, the run folder (RUN) and CURVE (default RUN.curve.jsonl; one line per chunk: step, seconds, validation
 # mel error, STOI / PESQ-wb / SI-SDR / mel distance / ViSQOL of `last/` on the 13 unseen-speaker clips at 8
 # codebooks).
 # A trial is another RUN, RECIPE and CURVE beside the main run, e.g. started from the main run's `last/`:
@@ -14,12 +14,12 @@ set -euo pipefail
 CORPUS=${1:?train-mini folder}
 SPEECH=${2:?speech folder}
 CAMPAIGN=${CAMPAIGN:-$HOME/.cache/dmcodec/campaign-mini}
-RECIPE=${RECIPE:-train/configs/mini_campaign_anneal.json}
-RUN=${RUN:-$CAMPAIGN/run-anneal}
+RECIPE=${RECIPE:-train/configs/mini_campaign_recon100.json}
+RUN=${RUN:-$CAMPAIGN/run-recon100}
 INIT=${INIT:-dmcodec_cli/models/dmcodec-mini}
 CHUNK=${CHUNK:-500}
 STEPS=${STEPS:-200000}
-CURVE=${CURVE:-$CAMPAIGN/curve.jsonl}
+CURVE=${CURVE:-$RUN.curve.jsonl}
 DMCODEC=${DMCODEC:-dmcodec}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$CAMPAIGN"

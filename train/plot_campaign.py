@@ -1,10 +1,12 @@
 """The learning curve of a training campaign: steps vs validation mel error and held-out STOI / PESQ-wb.
 
-    python train/plot_campaign.py ~/.cache/dmcodec/campaign-mini -o docs/mini_curve.png [--start-step 2260] [--table]
+    python train/plot_campaign.py ~/.cache/dmcodec/campaign-mini -o docs/mini_curve.png \
+        [--run RUN] [--start-step 14260] [--table]
 
-Reads CAMPAIGN/curve.jsonl (written by train/campaign.sh, one row per chunk) and the run's metrics.jsonl
-(every validation of the run). ``--start-step`` shifts the steps by those of the model the run started from;
-``--table`` also prints the curve as a Markdown table (for docs/training.md).
+Reads RUN.curve.jsonl (written by train/campaign.sh, one row per chunk) and RUN/metrics.jsonl (every
+validation of the run); RUN defaults to CAMPAIGN/run-recon100, the main run. ``--start-step`` shifts the
+steps by those of the model the run started from; ``--table`` also prints the curve as a Markdown table
+(for docs/training.md).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("campaign", type=Path)
     parser.add_argument("-o", "--output", type=Path, required=True)
-    parser.add_argument("--run", type=Path, help="run folder (default: CAMPAIGN/run-anneal)")
+    parser.add_argument("--run", type=Path, help="run folder (default: CAMPAIGN/run-recon100)")
     parser.add_argument("--start-step", type=int, default=0, help="steps of the model the run started from")
     parser.add_argument("--table", action="store_true", help="print the curve as a Markdown table")
     args = parser.parse_args()
@@ -52,10 +54,11 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = read_jsonl(args.campaign / "curve.jsonl")
+    run = args.run or args.campaign / "run-recon100"
+    curve = read_jsonl(run.with_name(run.name + ".curve.jsonl"))
     if args.table:
         print_table(curve, args.start_step)
-    valid = [r for r in read_jsonl((args.run or args.campaign / "run-anneal") / "metrics.jsonl") if r.get("split") == "valid"]
+    valid = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("split") == "valid"]
     shift = args.start_step
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     top.plot([r["step"] + shift for r in valid], [r["mel_error"] for r in valid], ".-")
@@ -76,7 +79,7 @@ def main() -> None:
         pesq.legend(loc="lower right", fontsize=8)
     pesq.set_ylabel("held-out PESQ-wb", color="tab:red")
     bottom.set_xlabel("training step")
-    fig.suptitle(f"{args.campaign.name}: {len(curve)} chunks, "
+    fig.suptitle(f"{args.campaign.name}/{run.name}: {len(curve)} chunks, "
                  f"{sum(r.get('chunk_seconds', 0) for r in curve) / 3600:.1f} h of training")
     fig.tight_layout()
     args.output.parent.mkdir(parents=True, exist_ok=True)
