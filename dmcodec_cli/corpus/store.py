@@ -29,6 +29,7 @@ import numpy as np
 from ..config import RANGES
 from ..engine.encoder import DTYPES
 from ..errors import DmcodecError
+from ..hdf5_guard import DamagedHeap, open_hdf5
 from ..model import DMCodec
 
 FORMAT = "dmcodec-codes"
@@ -255,13 +256,16 @@ class CodeStore:
         if not self.path.is_file():
             raise DmcodecError(f"{self.path}: no such code store")
         try:
-            self._file = h5py.File(self.path, "r")
+            self._file = open_hdf5(self.path)
         except OSError as exc:
             raise DmcodecError(f"{self.path}: not a readable HDF5 file ({_first_line(exc)})") from None
         try:
             self.meta = _read_attrs(self.path, self._file.attrs)
             self.offsets, self.num_samples, self.ids = _read_index(self.path, self._file, self.meta)
             self._codes = self._file["codes"]
+        except DamagedHeap as exc:
+            self._file.close()
+            raise StoreError(self.path, exc.what) from None
         except DmcodecError:
             self._file.close()
             raise
