@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import struct
 
 import h5py
 
@@ -40,8 +41,20 @@ class DamagedHeap(DmcodecError):
         self.what = what
 
 
+#: an object header's index and size (its reference count and reserved bytes skipped), by the file's size of lengths
+_OBJECT_HEADERS = {size: struct.Struct(f"<H6x{code}") for size, code in ((2, "H"), (4, "I"), (8, "Q"))}
+
+
 def _number(data: bytes | memoryview, at: int, size: int) -> int:
     return int.from_bytes(data[at:at + size], "little")
+
+
+def _object_header(data: bytes | memoryview, at: int, length_size: int) -> tuple[int, int]:
+    layout = _OBJECT_HEADERS.get(length_size)
+    if layout is None:
+        return _number(data, at, 2), _number(data, at + 8, length_size)
+    index, length = layout.unpack_from(data, at)
+    return index, length
 
 
 def collection_problem(data: bytes | memoryview, length_size: int = 8) -> str | None:
@@ -66,7 +79,7 @@ def collection_problem(data: bytes | memoryview, length_size: int = 8) -> str | 
     seen: set[int] = set()
     at = header
     while at + header <= size:  # an object header has the collection header's size
-        index, length = _number(data, at, 2), _number(data, at + 8, length_size)
+        index, length = _object_header(data, at, length_size)
         if index == 0:
             step = length
             if step < header or step % ALIGN:
