@@ -73,9 +73,10 @@ def collection_problem(data: bytes | memoryview, length_size: int = 8) -> str | 
     if data[4] != VERSION:
         return f"global heap collection of version {data[4]}, expected {VERSION}"
     size = _number(data, 8, length_size)
-    if not MIN_SIZE <= size <= len(data):
-        return (f"a global heap collection claims {size:,} bytes, outside {MIN_SIZE:,} to the {len(data):,} "
-                f"there are")
+    if size < MIN_SIZE:
+        return f"a global heap collection claims {size:,} bytes, less than the smallest ({MIN_SIZE:,})"
+    if size > len(data):
+        return f"a global heap collection claims {size:,} bytes, more than the {len(data):,} that follow it"
     seen: set[int] = set()
     at = header
     while at + header <= size:  # an object header has the collection header's size

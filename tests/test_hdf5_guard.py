@@ -55,7 +55,8 @@ def test_a_collection_libhdf5_wrote_passes(collection):
 
 @pytest.mark.parametrize("case, needle", [
     ("free-space-0", "free space at byte"), ("free-space-12", "has size 12"), ("version-2", "version 2"),
-    ("size-100", "claims 100 bytes"), ("size-past-the-data", "claims 8,192 bytes"),
+    ("size-100", "claims 100 bytes, less than the smallest (4,096)"),
+    ("size-past-the-data", "claims 8,192 bytes, more than the 4,096 that follow it"),
     ("object-past-the-end", "past the collection's"), ("index-twice", "appears twice")])
 def test_each_rule_refuses_its_damage(collection, case, needle):
     first, second, free = _objects(collection)[0], _objects(collection)[1], _objects(collection)[-1]
