@@ -44,9 +44,11 @@ def test_round_trip_through_the_reader_and_plain_h5py(tmp_path):
     # the documented layout, read as a downstream loader would
     with h5py.File(path, "r") as f:
         attrs = dict(f.attrs)
-        assert attrs["format"] == "dmcodec-codes" and attrs["format_version"] == 1
+        assert attrs["format"] == b"dmcodec-codes" and attrs["format_version"] == 1  # fixed-length strings: bytes
         assert (attrs["sample_rate"], attrs["frame_rate"], attrs["n_q"], attrs["codebook_size"]) == (16000, 50.0, 3, 64)
-        assert attrs["model_fingerprint"] == "f" * 64 and json.loads(attrs["config"]) == {"n_q": 3}
+        assert attrs["model_fingerprint"].decode() == "f" * 64 and json.loads(attrs["config"]) == {"n_q": 3}
+        strings = [f.attrs.get_id(name).dtype for name in ("format", "model_fingerprint", "config", "dtype")]
+        assert [h5py.check_string_dtype(t).length is not None for t in [*strings, f["ids"].dtype]] == [True] * 5
         codes, offsets = f["codes"], f["offsets"][:]
         assert codes.dtype == np.int16 and codes.chunks is not None and codes.maxshape == (None, 3)
         assert offsets.dtype == np.int64 and offsets[0] == 0 and len(offsets) == 6
@@ -56,6 +58,23 @@ def test_round_trip_through_the_reader_and_plain_h5py(tmp_path):
         for i, e in enumerate(written):
             np.testing.assert_array_equal(codes[offsets[i]:offsets[i + 1]].T, e.codes)
         assert codes.shape[0] == offsets[-1] == sum(e.codes.shape[1] for e in written)
+
+
+def test_ids_of_any_lengths_and_a_config_too_long_for_the_header_round_trip(tmp_path):
+    """Fixed-length ids are padded to the longest one and read back exactly; a config beyond what an HDF5
+    object header holds is the one string kept variable-length."""
+    names = ["a", "b" * 3000, "spk/ü", *(f"x{i}" for i in range(2000))]
+    meta = StoreMeta(16000, 50.0, 3, 64, "f" * 64, json.dumps({"n_q": 3, "extra": {"notes": "n" * 70_000}}))
+    path = write_store(tmp_path / "long.h5", meta, entries(1, names))
+    with CodeStore(path) as store:
+        assert store.ids == names and store.meta == meta
+    with h5py.File(path, "r") as f:
+        assert h5py.check_string_dtype(f.attrs.get_id("config").dtype).length is None
+        assert h5py.check_string_dtype(f["ids"].dtype).length == 3000 and f["ids"].compression == "gzip"
+        assert f["ids"].id.get_storage_size() < len(names) * 3000 // 50  # the padding compresses away
+    with pytest.raises(ValueError, match="NUL"):
+        write_store(tmp_path / "nul.h5", META, entries(0, ["a\0b"]))
+    assert not (tmp_path / "nul.h5").exists()
 
 
 def test_empty_store_and_bad_files_are_clear(tmp_path):

@@ -178,7 +178,7 @@ def test_outputs_follow_the_policy(tmp_path, store, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "x").exists()
     with h5py.File(store, "r") as f:
-        assert f.attrs["format"] == "dmcodec-codes"  # the input is untouched
+        assert f.attrs["format"] == b"dmcodec-codes"  # the input is untouched
 
 
 def test_a_malformed_manifest_is_one_line(tmp_path, store, capsys):

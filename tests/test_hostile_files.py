@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -18,11 +20,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from cli import run_cli
+from cli import run_cli, run_shell
 from conftest import REFERENCE
 from dmcodec_cli.config import CodecConfig, ConfigFile, parameter_estimate
 from dmcodec_cli.corpus.report import store_summary
 from dmcodec_cli.corpus.store import CodeStore, Entry, StoreMeta, write_store
+from dmcodec_cli.data.features import FeatureWriter, GroupSpec
 from dmcodec_cli.errors import DmcodecError
 from hostile import assert_one_line_error, changes, snapshot
 
@@ -34,12 +37,14 @@ FRAMES = {"spk1/a": 20, "spk1/b": 15, "c": 10}
 
 # -- a valid store of the small model, then one thing broken ---------------------------------------------
 
+def _entries() -> list[Entry]:
+    rng = np.random.default_rng(0)
+    return [Entry(name, frames * 320 - 7, rng.integers(0, 64, (8, frames))) for name, frames in FRAMES.items()]
+
+
 @pytest.fixture(scope="module")
 def valid_store(tmp_path_factory, small_model) -> Path:
-    rng = np.random.default_rng(0)
-    meta = StoreMeta.for_model(small_model)
-    entries = [Entry(name, frames * 320 - 7, rng.integers(0, 64, (8, frames))) for name, frames in FRAMES.items()]
-    return write_store(tmp_path_factory.mktemp("valid") / "corpus.h5", meta, entries)
+    return write_store(tmp_path_factory.mktemp("valid") / "corpus.h5", StoreMeta.for_model(small_model), _entries())
 
 
 def _replace(f: h5py.File, name: str, data, **kwargs) -> None:
@@ -175,12 +180,18 @@ def test_a_truncated_store_is_one_line(valid_store, tmp_path, capsys):
     assert changes(before, snapshot(tmp_path)) == []
 
 
+def _data_offset(node: h5py.Dataset) -> int:
+    """Where a dataset's data starts in its file: contiguous, or its first chunk."""
+    offset = node.id.get_offset()
+    return offset if offset is not None else node.id.get_chunk_info(0).byte_offset
+
+
 def test_bit_flips_anywhere_in_the_metadata_give_a_line_or_a_valid_read(valid_store, tmp_path):
     """Flip one bit at every 17th byte of the HDF5 header and every 7th of the index: reading the store whole
     (what ``info`` does) either works or raises DmcodecError naming the store, never anything else."""
     data = valid_store.read_bytes()
     with h5py.File(valid_store, "r") as f:
-        index = sorted(f[name].id.get_offset() for name in ("offsets", "ids", "num_samples"))
+        index = sorted(_data_offset(f[name]) for name in ("offsets", "ids", "num_samples"))
     positions = [*range(0, 4096, 17), *range(index[0] - 512, index[-1] + 64, 7)]
     outcomes = {"ok": 0, "line": 0}
     path = tmp_path / "flipped.h5"
@@ -195,6 +206,179 @@ def test_bit_flips_anywhere_in_the_metadata_give_a_line_or_a_valid_read(valid_st
             assert str(path) in str(exc) and "\n" not in str(exc)
             outcomes["line"] += 1
     assert outcomes["line"] > 20, outcomes  # the sweep does reach the parts that matter
+
+
+# -- stores with variable-length strings, whose values live in the file's global heap ------------------------
+
+def _vlen_store(path: Path, meta: StoreMeta, entries: list[Entry]) -> Path:
+    """A store as dmcodec wrote them while its strings were variable-length (format_version 1 all the same):
+    the values of ``format``, ``model_fingerprint``, ``config`` and every id are objects of the global heap."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update({**vars(meta), "dtype": np.bytes_(meta.dtype), "format": "dmcodec-codes", "format_version": 1})
+        f.create_dataset("codes", data=np.concatenate([e.codes.T for e in entries]).astype(np.int16),
+                         maxshape=(None, meta.n_q), chunks=(16384, meta.n_q))
+        f.create_dataset("offsets", data=np.cumsum([0] + [e.codes.shape[1] for e in entries]).astype(np.int64))
+        f.create_dataset("ids", data=np.asarray([e.id for e in entries], dtype=object), dtype=STR)
+        f.create_dataset("num_samples", data=np.asarray([e.num_samples for e in entries], dtype=np.int64))
+    return path
+
+
+@pytest.fixture(scope="module")
+def vlen_store(tmp_path_factory, small_model) -> Path:
+    return _vlen_store(tmp_path_factory.mktemp("vlen") / "old.h5", StoreMeta.for_model(small_model), _entries())
+
+
+def _number(data: bytes, at: int, size: int) -> int:
+    return int.from_bytes(data[at:at + size], "little")
+
+
+def _heap_walk(data: bytes) -> tuple[int, list[tuple[int, int, int]]]:
+    """The first global heap collection's address and its objects: (address of the header, index, size)."""
+    at = data.index(b"GCOL")
+    end, cursor, objects = at + _number(data, at + 8, 8), at + 16, []
+    while cursor + 16 <= end:
+        objects.append((cursor, _number(data, cursor, 2), _number(data, cursor + 8, 8)))
+        if objects[-1][1] == 0:  # the free space comes last
+            break
+        cursor += 16 + -(-objects[-1][2] // 8) * 8
+    return at, objects
+
+
+def _heap_objects(data: bytes) -> tuple[int, dict[str, tuple[int, int]]]:
+    """The collection's address and its objects by name (``free-space``, ``format``, ``config``,
+    ``fingerprint``, ``id-<id>``) -> (address of the header, size)."""
+    at, walk = _heap_walk(data)
+    objects = {}
+    for header, index, size in walk:
+        value = data[header + 16:header + 16 + size]
+        name = ("free-space" if index == 0 else "format" if value == b"dmcodec-codes" else
+                "config" if value.startswith(b"{") else "fingerprint" if len(value) == 64 else
+                "id-" + value.decode().replace("/", "-"))
+        objects[name] = (header, size)
+    return at, objects
+
+
+def _with_heap_size(store: Path, target: Path, name: str, size: int) -> Path:
+    """A copy of ``store`` in which heap object ``name`` (see ``_heap_objects``) claims ``size`` bytes."""
+    data = bytearray(store.read_bytes())
+    header = _heap_objects(bytes(data))[1][name][0]
+    data[header + 8:header + 16] = size.to_bytes(8, "little")
+    target.write_bytes(data)
+    return target
+
+
+#: one field of the heap each: read by libhdf5 2.0 without hdf5_guard, each one loops forever
+HEAP_LOOPS = {"free-space-size-0": ("free-space", 0), "free-space-size-1": ("free-space", 1),
+              "format-size-1": ("format", 1), "id-size-0": ("id-c", 0), "id-size-2**64-1": ("id-spk1-a", 2 ** 64 - 1)}
+
+
+@pytest.mark.parametrize("command", ["info", "merge", "decode"])
+def test_a_damaged_global_heap_is_one_line_not_an_endless_loop(vlen_store, tmp_path, command):
+    """The free space of the heap claiming 0 bytes (one byte changed) sent libhdf5 round the collection forever,
+    at 100 % CPU and deaf to Ctrl-C: run as a user would, in a subprocess with a deadline, it is one line."""
+    path = _with_heap_size(vlen_store, tmp_path / "damaged.h5", *HEAP_LOOPS["free-space-size-0"])
+    args = {"info": [path], "merge": [path, "-o", tmp_path / "merged.h5"],
+            "decode": [path, "-o", tmp_path / "out", "--model", MODEL]}[command]
+    before = snapshot(tmp_path)
+    result = run_shell(command, *args, timeout=240)
+    assert_one_line_error(result, str(path), "global heap free space at byte", "has size 0", "re-create it")
+    assert changes(before, snapshot(tmp_path)) == []
+
+
+_READ_WHOLE = """import json, sys
+from dmcodec_cli.corpus.report import store_summary
+from dmcodec_cli.errors import DmcodecError
+for path in sys.argv[1:]:
+    try:
+        store_summary(path)
+        print(json.dumps([path, "ok"]), flush=True)
+    except DmcodecError as exc:
+        print(json.dumps([path, str(exc)]), flush=True)
+"""
+
+
+def test_every_size_and_index_of_the_global_heap_damaged_is_a_line_or_a_valid_read(vlen_store, tmp_path):
+    """The collection's size and each object's index and size set to values that loop, overflow or run past
+    the end; every store read whole (what ``info`` does) in one subprocess with a deadline: a valid read or one
+    line naming the store, and each of the values that used to loop is refused as a damaged heap."""
+    data = vlen_store.read_bytes()
+    at, objects = _heap_objects(data)
+    fields = {f"collection-size-{v}": (at + 8, 8, v) for v in (0, 4095, 8192, 2 ** 40)}
+    for name, (header, size) in objects.items():
+        for v in {0, 1, size - 1, size + 8, 4096, 2 ** 63, 2 ** 64 - 1}:
+            fields[f"{name}-size-{v}"] = (header + 8, 8, v)
+        for v in (0, 7, 0xFFFF):
+            fields[f"{name}-index-{v}"] = (header, 2, v)
+    paths = {}
+    for name, (offset, width, value) in fields.items():
+        damaged = bytearray(data)
+        damaged[offset:offset + width] = value.to_bytes(width, "little")
+        paths[name] = tmp_path / f"{name}.h5"
+        paths[name].write_bytes(damaged)
+    done = subprocess.run([sys.executable, "-c", _READ_WHOLE, *map(str, paths.values())], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = dict(json.loads(line) for line in done.stdout.splitlines())
+    assert set(outcomes) == {str(p) for p in paths.values()}
+    for name, path in paths.items():
+        outcome = outcomes[str(path)]
+        assert outcome == "ok" or (outcome.startswith(f"{path}: ") and "\n" not in outcome), (name, outcome)
+    for name, (obj, size) in HEAP_LOOPS.items():
+        assert "global heap" in outcomes[str(paths[f"{obj}-size-{size}"])], name
+    assert outcomes[str(paths[f"id-c-size-{objects['id-c'][1]}"])] == "ok"  # unchanged values: the read
+
+
+def test_a_store_with_variable_length_strings_reads_and_merges_into_fixed_length_ones(vlen_store, valid_store,
+                                                                                     tmp_path, capsys):
+    old, new = (run_cli(capsys, "info", path, "--json") for path in (vlen_store, valid_store))
+    assert old.code == new.code == 0, (old, new)
+    assert {**json.loads(old.stdout), "store": ""} == {**json.loads(new.stdout), "store": ""}
+    merged = tmp_path / "merged.h5"
+    assert run_cli(capsys, "merge", vlen_store, "-o", merged).code == 0
+    assert b"GCOL" not in merged.read_bytes()  # what dmcodec writes has no global heap
+    with CodeStore(vlen_store) as a, CodeStore(merged) as b:
+        assert a.ids == b.ids == list(FRAMES) and a.meta == b.meta
+        assert all(np.array_equal(a[i], b[i]) for i in range(len(a)))
+
+
+def test_variable_length_ids_over_several_heap_collections_read(tmp_path, small_model):
+    entries = [Entry(f"speaker{i % 40:02d}/chapter{i % 7}/utterance-{i:05d}", 320, np.zeros((8, 1), np.int16))
+               for i in range(3000)]
+    path = _vlen_store(tmp_path / "old.h5", StoreMeta.for_model(small_model), entries)
+    assert path.read_bytes().count(b"GCOL") >= 2
+    with CodeStore(path) as store:
+        assert store.ids == [e.id for e in entries]
+
+
+_OPEN_FEATURES = """import sys
+from dmcodec_cli.data.features import FeatureReader, FeatureWriter, GroupSpec
+from dmcodec_cli.errors import DmcodecError
+path = sys.argv[1]
+spec = GroupSpec("sm", "teacher", "sm", "avg", "none", 4)
+for opening in (lambda: FeatureReader(path), lambda: FeatureWriter(path, 16000, 50.0, [spec])):
+    try:
+        opening().close()
+        print("opened", flush=True)
+    except DmcodecError as exc:
+        print(exc, flush=True)
+"""
+
+
+def test_a_feature_file_with_a_damaged_global_heap_is_one_line(tmp_path):
+    """Feature files keep their attributes (teacher, layer, ...) variable-length: train reads them, extract
+    resumes into them; with the heap's free space claiming 0 bytes both refuse the file instead of looping."""
+    path = tmp_path / "features.h5"
+    with FeatureWriter(path, 16000, 50.0, [GroupSpec("sm", "teacher", "sm", "avg", "none", 4)]) as writer:
+        writer.write("sm", "seg0", np.zeros((5, 4), np.float32))
+    data = bytearray(path.read_bytes())
+    free_space = _heap_walk(bytes(data))[1][-1][0]
+    data[free_space + 8:free_space + 16] = bytes(8)
+    path.write_bytes(data)
+    done = subprocess.run([sys.executable, "-c", _OPEN_FEATURES, str(path)], capture_output=True, text=True,
+                          timeout=240, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{path}: global heap free space") for line in lines), lines
 
 
 # -- .npy code files ----------------------------------------------------------------------------------------

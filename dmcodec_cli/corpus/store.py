@@ -10,7 +10,10 @@ Layout (format ``dmcodec-codes``, version 1)::
     num_samples  int64 [N]                   original length at the model's sample rate
 
 A store is only ever written whole into a temporary file that is renamed into place, so a reader (or
-a crash) never sees half of one.
+a crash) never sees half of one. Its strings (attributes and ids) are fixed-length, so it holds no
+variable-length data and no global heap, the part of HDF5 on which damage makes libhdf5 loop, crash or
+allocate gigabytes. Stores with variable-length strings are read through ``hdf5_guard``, which refuses a
+damaged global heap before libhdf5 parses it.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ import numpy as np
 from ..config import RANGES
 from ..engine.encoder import DTYPES
 from ..errors import DmcodecError
+from ..hdf5_guard import DamagedHeap, open_hdf5
 from ..model import DMCodec
 
 FORMAT = "dmcodec-codes"
 FORMAT_VERSION = 1
 CHUNK_FRAMES = 16384
-_STR = h5py.string_dtype("utf-8")
+#: a longer string attribute is variable-length: HDF5 keeps fixed-length ones in the object header, 64 KiB at most
+HEADER_STRING_BYTES = 60_000
+_ID_CHUNK_BYTES = 1 << 20  #: ids are stored in gzip chunks of about this size ...
+_ID_BLOCK_BYTES = 16 << 20  #: ... and read and written this many bytes at a time, whatever their number
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,15 @@ def _integer(value) -> int | None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         return None
     return int(value)
+
+
+def _fixed_string(text: str) -> np.ndarray | str:
+    """``text`` as an HDF5 fixed-length UTF-8 string, kept in the object header (no global heap object);
+    ``text`` itself (variable-length) when it is longer than an object header can hold."""
+    data = text.encode("utf-8")
+    if len(data) > HEADER_STRING_BYTES:
+        return text
+    return np.array(data, dtype=h5py.string_dtype("utf-8", max(1, len(data))))
 
 
 def _read_attrs(path: Path, attrs) -> StoreMeta:
@@ -213,7 +229,8 @@ def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarra
     if count < 0 or len(num_samples) != count or len(ids_node) != count:
         raise StoreError(path, f"offsets ({len(offsets)}), ids ({len(ids_node)}) and num_samples "
                                f"({len(num_samples)}) must describe the same utterances (N + 1, N, N)")
-    if len(ids_node) * 16 > _bounded(ids_node, size):
+    per_id = ids_node.dtype.itemsize if ids_node.dtype.kind == "S" else 16  # fixed-length, or a heap reference
+    if len(ids_node) * per_id > _bounded(ids_node, size):
         raise StoreError(path, f"dataset 'ids' claims {len(ids_node):,} ids, more than the file can hold")
     if offsets[0] != 0 or offsets[-1] != frames or (np.diff(offsets) < 0).any():
         raise StoreError(path, f"offsets must start at 0, never decrease and end at the {frames:,} frames of "
@@ -229,7 +246,7 @@ def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarra
         raise StoreError(path, f"utterance {i} has {offsets[i + 1] - offsets[i]} frames but num_samples "
                                f"{num_samples[i]} needs ceil({num_samples[i]} / {hop}) = {expected[i]} "
                                f"({len(wrong)} utterances disagree)")
-    texts = [_text(s) for s in ids_node[:]]
+    texts = _read_ids(ids_node)
     ids = [name for name in texts if name]
     if len(ids) != len(texts):
         i = next(i for i, name in enumerate(texts) if not name)
@@ -240,6 +257,29 @@ def _read_index(path: Path, file: h5py.File, meta: StoreMeta) -> tuple[np.ndarra
             raise StoreError(path, f"id {name!r} appears more than once (ids must be unique)")
         seen.add(name)
     return offsets, num_samples.astype(np.int64), ids
+
+
+def _read_ids(node: h5py.Dataset) -> list[str | None]:
+    """The ids as text (None for one that is not UTF-8), read in blocks so that fixed-length ids padded to the
+    longest one never take more than a block of memory."""
+    rows = max(1, _ID_BLOCK_BYTES // max(1, node.dtype.itemsize))
+    texts: list[str | None] = []
+    for start in range(0, len(node), rows):
+        texts.extend(_text(s) for s in node[start:start + rows])
+    return texts
+
+
+def _write_ids(file: h5py.File, ids: list[str]) -> None:
+    """``ids`` as fixed-length UTF-8 strings as long as the longest, in gzip chunks (the padding compresses away)."""
+    encoded = [name.encode("utf-8") for name in ids]
+    width = max((len(data) for data in encoded), default=1) or 1
+    dtype = h5py.string_dtype("utf-8", width)
+    rows = max(1, min(len(encoded), _ID_CHUNK_BYTES // width))
+    node = file.create_dataset("ids", (len(encoded),), dtype=dtype, chunks=(rows,), maxshape=(None,),
+                               compression="gzip", compression_opts=1)
+    block = max(1, _ID_BLOCK_BYTES // (width * rows)) * rows
+    for start in range(0, len(encoded), block):
+        node[start:start + block] = np.array(encoded[start:start + block], dtype=dtype)
 
 
 class CodeStore:
@@ -255,13 +295,16 @@ class CodeStore:
         if not self.path.is_file():
             raise DmcodecError(f"{self.path}: no such code store")
         try:
-            self._file = h5py.File(self.path, "r")
+            self._file = open_hdf5(self.path)
         except OSError as exc:
             raise DmcodecError(f"{self.path}: not a readable HDF5 file ({_first_line(exc)})") from None
         try:
             self.meta = _read_attrs(self.path, self._file.attrs)
             self.offsets, self.num_samples, self.ids = _read_index(self.path, self._file, self.meta)
             self._codes = self._file["codes"]
+        except DamagedHeap as exc:
+            self._file.close()
+            raise StoreError(self.path, exc.what) from None
         except DmcodecError:
             self._file.close()
             raise
@@ -352,9 +395,9 @@ class StoreWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.tmp.unlink(missing_ok=True)
         self._file = h5py.File(self.tmp, "w")
-        for key, value in vars(meta).items():  # dtype: fixed-length ASCII, kept in the header (no heap object)
-            self._file.attrs[key] = np.bytes_(value) if key == "dtype" else value
-        self._file.attrs["format"] = FORMAT
+        for key, value in vars(meta).items():
+            self._file.attrs[key] = _fixed_string(value) if isinstance(value, str) else value
+        self._file.attrs["format"] = _fixed_string(FORMAT)
         self._file.attrs["format_version"] = FORMAT_VERSION
         self._codes = self._file.create_dataset("codes", (0, meta.n_q), np.int16, maxshape=(None, meta.n_q),
                                                 chunks=(CHUNK_FRAMES, meta.n_q))
@@ -368,6 +411,8 @@ class StoreWriter:
         codes = np.asarray(entry.codes)
         if codes.ndim != 2 or codes.shape[0] != self.meta.n_q:
             raise ValueError(f"{entry.id}: codes must be [{self.meta.n_q}, frames], got {list(codes.shape)}")
+        if "\0" in entry.id:
+            raise ValueError(f"{entry.id!r}: an id cannot hold a NUL character")
         self._ids.append(entry.id)
         self._num_samples.append(int(entry.num_samples))
         self._offsets.append(self._offsets[-1] + codes.shape[1])
@@ -393,7 +438,7 @@ class StoreWriter:
         """Finish the file and rename it into place; returns the store's path."""
         self._flush()
         self._file.create_dataset("offsets", data=np.asarray(self._offsets, dtype=np.int64))
-        self._file.create_dataset("ids", data=np.asarray(self._ids, dtype=object), dtype=_STR)
+        _write_ids(self._file, self._ids)
         self._file.create_dataset("num_samples", data=np.asarray(self._num_samples, dtype=np.int64))
         self._file.close()
         with open(self.tmp, "rb+") as f:

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import h5py
 import numpy as np
 import soundfile as sf
 import torch
 
 from ..config import OFFICIAL as CODEC
 from ..errors import DmcodecError
+from ..hdf5_guard import open_hdf5
 from ..inputs import transcript_for
 from .align import ALIGNMENTS, align_ctc, align_pad, even_word_spans, rescale_span
 from .features import DTYPES, FeatureWriter, GroupSpec
@@ -178,7 +178,7 @@ def _all_done(output: Path, segments: list[Segment], options: ExtractOptions) ->
         return False
     wanted = {"sm": (options.sm, options.sm_layer), "lm": (options.lm, options.lm_layer)}
     try:
-        with h5py.File(output, "r") as f:
+        with open_hdf5(output) as f:
             for group, (teacher, layer) in wanted.items():
                 if teacher is None:
                     continue

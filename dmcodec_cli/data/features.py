@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from ..errors import DmcodecError
+from ..hdf5_guard import open_hdf5
 
 FORMAT = "dmcodec-features"
 FORMAT_VERSION = 1
@@ -37,8 +38,12 @@ class GroupSpec:
 
 
 def _open(path: Path, mode: str) -> h5py.File:
+    """Open for reading ("r") or appending ("a", created when missing). An existing file is read through
+    ``open_hdf5``, so a damaged global heap in it is one ``DamagedHeap`` error, not an endless loop."""
     try:
-        return h5py.File(path, mode)
+        if mode == "a" and not path.exists():
+            return h5py.File(path, "w")
+        return open_hdf5(path, "r+" if mode == "a" else mode)
     except OSError as exc:
         raise DmcodecError(f"{path}: not a readable HDF5 feature file ({str(exc).splitlines()[0]}); if a run was "
                            "killed while writing, extract again with --overwrite") from None
