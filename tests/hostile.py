@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from cli import run_cli
+
 
 def snapshot(root: Path) -> dict[str, tuple[str, str]]:
     """Every entry under ``root`` (links not followed) -> (kind, content hash or link target)."""
@@ -39,3 +41,13 @@ def assert_one_line_error(result, *needles: str, code: int = 2) -> None:
     text = lines[0]
     for needle in needles:
         assert needle in text, (needle, result.stderr)
+
+
+def refused(capsys, root: Path, args, *needles, allowed=()):
+    """Run the CLI with ``args``; expect a one-line refusal naming ``needles`` and nothing changed under ``root``
+    (except under the ``allowed`` prefixes)."""
+    before = snapshot(root)
+    result = run_cli(capsys, *args)
+    assert_one_line_error(result, *needles)
+    assert changes(before, snapshot(root), allowed) == []
+    return result

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from cli import run_cli
-from hostile import assert_one_line_error, changes, snapshot
+from hostile import changes, refused, snapshot
 from test_train_support import make_corpus, tiny_config, write_config
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
@@ -54,15 +54,6 @@ def clip(path: Path, seconds: float = 0.4) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, samples[: int(seconds * rate)], rate)
     return path
-
-
-def refused(capsys, root: Path, args, *needles, allowed=()):
-    """A one-line refusal (status 2) naming ``needles``; nothing under ``root`` changed."""
-    before = snapshot(root)
-    result = run_cli(capsys, *args)
-    assert_one_line_error(result, *needles)
-    assert changes(before, snapshot(root), allowed) == []
-    return result
 
 
 # -- export ----------------------------------------------------------------------------------------------

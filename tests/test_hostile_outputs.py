@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from cli import run_cli
-from hostile import assert_one_line_error, changes, snapshot
+from hostile import assert_one_line_error, changes, refused, snapshot
 
 REFERENCE = Path(__file__).parent / "fixtures" / "reference"
 SPEECH = Path(__file__).parent / "fixtures" / "speech"
@@ -58,15 +58,6 @@ def link(path: Path, target: Path) -> Path:
 def folder(path: Path) -> Path:
     path.mkdir(parents=True)
     return path
-
-
-def refused(capsys, root: Path, args, *needles, allowed=()):
-    """Run, expect a one-line refusal naming ``needles`` and nothing changed under ``root``."""
-    before = snapshot(root)
-    result = run_cli(capsys, *args)
-    assert_one_line_error(result, *needles)
-    assert changes(before, snapshot(root), allowed) == []
-    return result
 
 
 # -- single-file outputs: never an input, never a foreign file, named like what they hold -----------------
