@@ -13,6 +13,11 @@ from torch import Tensor, nn
 from transformers.audio_utils import mel_filter_bank
 
 
+def magnitude(spec: Tensor) -> Tensor:
+    """|spec| of a complex STFT [..., F, T], with 1e-9 under the root so that the gradient stays finite at zero."""
+    return torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
+
+
 class LogMel(nn.Module):
     """audio [B, L] or [B, 1, L] -> log-mel [B, n_mels, frames]: log(max(|STFT| @ mel, 1e-5)).
 
@@ -41,5 +46,4 @@ class LogMel(nn.Module):
         audio = F.pad(audio.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
         spec = torch.stft(audio.float(), self.n_fft, self.hop_length, self.win_length, self.window,
                           center=False, return_complex=True)
-        magnitude = torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9)
-        return torch.log(torch.clamp(self.filters @ magnitude, min=1e-5))
+        return torch.log(torch.clamp(self.filters @ magnitude(spec), min=1e-5))

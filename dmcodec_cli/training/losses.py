@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import DISTILL_TYPES, TrainingKeys
-from ..mel import LogMel
+from ..mel import LogMel, magnitude
 
 
 def tensor_sum(values: Iterable[Tensor]) -> Tensor:
@@ -107,7 +107,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         """[B, L] -> [B, n_fft / 2 + 1, frames]: log(max(|STFT|, 1e-5))."""
         spec = torch.stft(audio, n_fft, n_fft // 4, n_fft, getattr(self, f"window_{n_fft}"), center=True,
                           pad_mode="reflect", return_complex=True)
-        return torch.log(torch.clamp(torch.sqrt(spec.real.pow(2) + spec.imag.pow(2) + 1e-9), min=1e-5))
+        return torch.log(torch.clamp(magnitude(spec), min=1e-5))
 
 
 def feature_matching_loss(real_maps: Sequence[Sequence[Tensor]], fake_maps: Sequence[Sequence[Tensor]]) -> Tensor:
