@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -254,3 +255,15 @@ def test_every_recipe_loads_with_the_paper_settings():
     tiny = recipes["tiny_cpu"].codec
     assert tiny.semantic_dimension == 768  # the real teachers' feature size
     assert sum(p.numel() for p in DMCodec(tiny).parameters()) < 2_000_000
+
+
+def test_every_recipe_is_written_by_make_recipes(tmp_path):
+    """train/configs/ holds exactly what train/make_recipes.py writes: no recipe edited by hand."""
+    spec = importlib.util.spec_from_file_location("make_recipes", RECIPES.parent / "make_recipes.py")
+    make_recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_recipes)
+    make_recipes.main(tmp_path)
+    written = {p.name: p.read_text() for p in tmp_path.glob("*.json")}
+    committed = {p.name: p.read_text() for p in RECIPES.glob("*.json")}
+    assert sorted(written) == sorted(committed)
+    assert [name for name in written if written[name] != committed[name]] == []
