@@ -2,9 +2,10 @@
 
 Every recipe is the official DM-Codec config.json (full-size model, its loss weights and optimiser), or a
 smaller model derived from it (tiny_cpu, dmcodec_mini and its campaign), plus training options under "extra"
-(see docs/training.md); tests check that the folder holds exactly what this script writes. Teacher *models* and teacher *layers* are chosen
-when features are extracted (`dmcodec extract --sm/--lm/--sm-layer/--lm-layer`), so their ablations share
-a training recipe and differ in the feature file: see ablate_teachers.sh and ablate_teacher_layers.sh.
+(see docs/training.md); a test checks that the folder holds exactly what this script writes. Teacher *models*
+and teacher *layers* are chosen when features are extracted (`dmcodec extract --sm/--lm/--sm-layer/--lm-layer`),
+so their ablations share a training recipe and differ in the feature file: see ablate_teachers.sh and
+ablate_teacher_layers.sh.
 """
 
 from __future__ import annotations
@@ -68,8 +69,9 @@ def mini_recipes(folder: Path, official: ConfigFile) -> None:
     recon = {**first, "decay_every": 2000, "max_steps": 200000, "adversarial_start": 10**9, "valid_every": 500,
              "valid_items": 37, "ema_decay": 0.999}
     recipe(folder, "mini_campaign_recon", campaign, **recon)
-    recipe(folder, "mini_campaign_anneal", campaign.replace(learning_rate=1e-4), **recon)
-    recon100 = campaign.replace(learning_rate=1e-4, recon_loss_lambda=100)
+    anneal = campaign.replace(learning_rate=1e-4)
+    recipe(folder, "mini_campaign_anneal", anneal, **recon)
+    recon100 = anneal.replace(recon_loss_lambda=100)
     recipe(folder, "mini_campaign_recon100", recon100, **recon)
     # trials from the recipe they were compared with
     gan = {**recon, "adversarial_start": 0}
