@@ -81,10 +81,10 @@ def mini_recipes(folder: Path, official: ConfigFile) -> None:
     recipe(folder, "mini_campaign_gan_mpd", recon100,
            **{**gan, "discriminator": {"periods": [2, 3, 5, 7, 11], "scales": 0, "stft_filters": 8, "width": 0.125}})
     recipe(folder, "mini_campaign_stft", recon100, **recon, stft_loss_weight=15)
-    recipe(folder, "mini_campaign_decay", recon100, **{**recon, "lr_decay": 0.05, "decay_every": 3000})
+    decay = {**recon, "lr_decay": 0.05, "decay_every": 3000}
+    recipe(folder, "mini_campaign_decay", recon100, **decay)
     # the same decay per example seen, at twice the batch
-    recipe(folder, "mini_campaign_decay_b16", recon100.replace(batch_size=16),
-           **{**recon, "lr_decay": 0.05, "decay_every": 1500})
+    recipe(folder, "mini_campaign_decay_b16", recon100.replace(batch_size=16), **{**decay, "decay_every": 1500})
 
 
 if __name__ == "__main__":
