@@ -12,7 +12,7 @@ import torch
 from dmcodec_cli.checkpoint import load_release
 from dmcodec_cli.errors import DmcodecError
 from dmcodec_cli.training.config import build_options
-from dmcodec_cli.training.data import SegmentDataset, load_segments
+from dmcodec_cli.training.data import Augment, SegmentDataset, load_segments
 from dmcodec_cli.training.monitor import read_metrics
 from dmcodec_cli.training.run import train
 from test_train_support import make_corpus, tiny_config, write_features
@@ -122,6 +122,62 @@ def test_crops_start_on_frames_and_carry_their_teacher_frames(tmp_path):
     assert len(starts) > 5 and max(starts) <= 150 - 25
     audio, features, _ = dataset[(0, -1)]
     assert features["sm"][0, 0] == 0
+
+
+def _tone(tmp_path, amplitude: float, hz: float = 400.0):
+    """A 3 s sine as a one-segment training split."""
+    t = np.arange(48000) / 16000
+    sf.write(tmp_path / "tone.wav", (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000,
+             subtype="FLOAT")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"id": "t", "path": "tone.wav", "source": "x", "offset": 0,
+                                                 "duration": 3.0, "speaker": None, "text": None, "split": "train"}))
+    return load_segments(tmp_path / "m.jsonl", "train")
+
+
+def _peak_hz(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio)), 16 * len(audio)))
+    return float(np.argmax(spectrum)) * 16000 / (16 * len(audio))
+
+
+def test_augmented_crops_are_resampled_and_scaled_as_drawn_from_their_seed(tmp_path):
+    segments, root = _tone(tmp_path, 0.25)
+    augment = Augment(speed=0.1, gain_db=6.0)
+    dataset = SegmentDataset(segments, root, tiny_config().codec, 8000, augment=augment)
+    factors = []
+    for seed in range(12):
+        audio, _, _ = dataset[(0, seed)]
+        speed, gain = augment.draw(seed)
+        factors.append(speed)
+        assert len(audio) == 8000  # the crop length, whatever the speed
+        assert _peak_hz(audio) == pytest.approx(400 * speed, abs=1.0)  # tempo and pitch move together
+        assert np.sqrt(np.mean(audio ** 2)) == pytest.approx(0.25 / np.sqrt(2) * gain, rel=0.01)
+        np.testing.assert_array_equal(audio, dataset[(0, seed)][0])  # a resumed run sees the same crop
+    assert min(factors) < 0.95 and max(factors) > 1.05 and all(0.9 <= f <= 1.1 for f in factors)
+    plain, _, _ = dataset[(0, -1)]  # validation crops (seed -1) are left as they are
+    np.testing.assert_allclose(plain, SegmentDataset(segments, root, tiny_config().codec, 8000)[(0, -1)][0])
+    assert _peak_hz(plain) == pytest.approx(400, abs=1.0)
+
+
+def test_a_gain_that_would_clip_is_brought_down_to_a_peak_of_one(tmp_path):
+    segments, root = _tone(tmp_path, 0.9)
+    augment = Augment(gain_db=12.0)
+    dataset = SegmentDataset(segments, root, tiny_config().codec, 8000, augment=augment)
+    loud = [seed for seed in range(20) if augment.draw(seed)[1] * 0.9 > 1.0]
+    assert loud
+    for seed in loud:
+        assert np.abs(dataset[(0, seed)][0]).max() == pytest.approx(1.0)
+
+
+def test_augmentation_is_checked_and_reaches_the_training_crops(corpus, tmp_path):
+    for bad in ({"augment_speed": 0.6}, {"augment_speed": -0.1}, {"augment_gain_db": 41}, {"augment_gain_db": "6"},
+                {"augment_speed": 0.1, "teacher": "sm"}):
+        with pytest.raises(DmcodecError, match="augment_"):
+            build_options(tiny_config(), bad)
+    common = dict(teacher="none", features=False)
+    plain = read_metrics(_train(corpus, tmp_path / "plain", 1, **common).metrics)[0]
+    augmented = read_metrics(_train(corpus, tmp_path / "aug", 1, augment_speed=0.1, augment_gain_db=6, **common)
+                             .metrics)[0]
+    assert augmented["recon"] != plain["recon"]
 
 
 def test_the_weight_average_is_exported_without_changing_the_training(corpus, tmp_path):

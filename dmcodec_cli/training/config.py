@@ -61,6 +61,9 @@ class TrainOptions:
     adversarial_start: int = 0  #: steps of reconstruction-only training before the GAN terms start
     stft_loss_weight: float = 0.0  #: weight of the multi-resolution log-STFT loss (0 = off, not computed)
     stft_loss_n_ffts: tuple[int, ...] = (2048, 1024, 512)  #: its resolutions
+    # augmentation of the training crops (validation crops are left as they are)
+    augment_speed: float = 0.0  #: resample each crop by a random factor in [1 - s, 1 + s] (teacher none only)
+    augment_gain_db: float = 0.0  #: scale each crop by a random gain in [-g, +g] dB
     # optimisation
     learning_rate: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
@@ -117,7 +120,7 @@ _COUNTS = ("adversarial_start", "warmup_steps", "max_steps", "epochs", "num_work
            "keep_checkpoints", "showpiece_num")
 _POSITIVE = ("batch_size", "segment_size", "log_every", "valid_every", "save_every", "decay_every")
 _AMOUNTS = ("sm_weight", "lm_weight", "feature_weight", "adversarial_weight", "learning_rate", "weight_decay",
-            "grad_clip", "lr_decay", "ema_decay", "stft_loss_weight")
+            "grad_clip", "lr_decay", "ema_decay", "stft_loss_weight", "augment_speed", "augment_gain_db")
 
 
 def _is_int(value: Any) -> bool:
@@ -182,6 +185,12 @@ def _value_problems(options: "TrainOptions") -> Iterator[str]:
         yield "lr_decay must be > 0 (1 keeps the learning rate), got 0"
     if not options.ema_decay < 1.0:
         yield f"ema_decay must be in [0, 1), got {options.ema_decay}"
+    if not options.augment_speed <= 0.5 or not options.augment_gain_db <= 40:
+        yield (f"augment_speed must be in [0, 0.5] and augment_gain_db in [0, 40], got {options.augment_speed} and "
+               f"{options.augment_gain_db}")
+    if options.augment_speed and options.teacher != "none":
+        yield "augment_speed changes the crops' length and so moves them off their teacher's frames; use it " \
+              "with teacher none"
 
 
 def _defaults(keys: TrainingKeys) -> dict[str, Any]:

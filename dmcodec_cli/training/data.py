@@ -6,6 +6,7 @@ at any step without saving sampler state, and every process of a multi-process r
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
 from torch import Tensor
 
@@ -67,17 +69,34 @@ def check_features(path: str | os.PathLike, groups: Sequence[str], segments: Seq
                                    "run `dmcodec extract` on this manifest")
 
 
+@dataclass(frozen=True)
+class Augment:
+    """Random changes to each training crop, drawn from its crop seed (a resumed run sees the same crops)."""
+
+    speed: float = 0.0  #: resample by a factor in [1 - speed, 1 + speed]: tempo and pitch together
+    gain_db: float = 0.0  #: scale by a gain in [-gain_db, +gain_db] dB, then bring a peak over 1 down to 1
+
+    def draw(self, seed: int) -> tuple[float, float]:
+        """(speed factor, linear gain) for the crop of this seed; (1, 1) for seed -1, a crop from the start."""
+        if seed < 0:
+            return 1.0, 1.0
+        speed, gain_db = np.random.default_rng([seed, 1]).uniform(-1.0, 1.0, 2) * (self.speed, self.gain_db)
+        return 1.0 + float(speed), 10.0 ** (float(gain_db) / 20)
+
+
 class SegmentDataset(torch.utils.data.Dataset):
     """Item ``(index, seed)`` -> (audio [L] float32, {group: features [frames, D]}, id).
 
     A crop of at most ``segment_size`` samples starts at a multiple of the hop length (so it meets the
-    teacher frames exactly), drawn from ``seed``; seed -1 takes the start. The HDF5 file is opened lazily
-    in each process (a handle must not cross a fork into data-loader workers).
+    teacher frames exactly), drawn from ``seed``; seed -1 takes the start. ``augment`` then changes it (a
+    crop sped up by f is read f times longer). The HDF5 file is opened lazily in each process (a handle must
+    not cross a fork into data-loader workers).
     """
 
     def __init__(self, segments: Sequence[Segment], root: Path, config: CodecConfig, segment_size: int,
-                 features: str | os.PathLike | None = None, groups: Sequence[str] = ()):
-        self.segments, self.root, self.config = list(segments), root, config
+                 features: str | os.PathLike | None = None, groups: Sequence[str] = (),
+                 augment: Augment = Augment()):
+        self.segments, self.root, self.config, self.augment = list(segments), root, config, augment
         self.segment_size = segment_size - segment_size % config.hop_length
         self.features_path, self.groups = features, tuple(groups)
         self._reader: FeatureReader | None = None
@@ -94,6 +113,20 @@ class SegmentDataset(torch.utils.data.Dataset):
         return self._reader
 
     def _audio(self, segment: Segment, seed: int) -> tuple[np.ndarray, int]:
+        speed, gain = self.augment.draw(seed)
+        # one sample more than speed x the crop, so that the resampled crop is never short of it
+        length = self.segment_size if speed == 1.0 else math.ceil(self.segment_size * speed) + 1
+        samples, first_frame = self._crop(segment, seed, length)
+        if speed != 1.0:
+            rate = self.config.sample_rate
+            samples = soxr.resample(samples, rate * speed, rate)[:self.segment_size]
+        if gain != 1.0:
+            samples = samples * np.float32(gain)
+            samples /= max(1.0, float(np.abs(samples).max(initial=0.0)))
+        return np.ascontiguousarray(samples, dtype=np.float32), first_frame
+
+    def _crop(self, segment: Segment, seed: int, length: int) -> tuple[np.ndarray, int]:
+        """At most ``length`` samples from a hop-aligned start drawn from ``seed``, and that start's frame."""
         path = segment.audio_path(self.root)
         try:
             info = sf.info(path)
@@ -105,13 +138,13 @@ class SegmentDataset(torch.utils.data.Dataset):
         else:
             samples, total = None, info.frames
         hop = self.config.hop_length
-        slots = max(0, (total - self.segment_size) // hop)
+        slots = max(0, (total - length) // hop)
         start = 0 if seed < 0 or slots == 0 else int(np.random.default_rng(seed).integers(0, slots + 1)) * hop
         if samples is None:
-            samples, _ = sf.read(path, start=start, frames=self.segment_size, dtype="float32", always_2d=True)
+            samples, _ = sf.read(path, start=start, frames=length, dtype="float32", always_2d=True)
             samples = samples.mean(axis=1)
         else:
-            samples = samples[start:start + self.segment_size]
+            samples = samples[start:start + length]
         return np.ascontiguousarray(samples, dtype=np.float32), start // hop
 
     def __getitem__(self, key: Key) -> tuple[np.ndarray, dict[str, np.ndarray], str]:

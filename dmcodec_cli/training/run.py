@@ -19,7 +19,7 @@ from ..errors import DmcodecError
 from ..model import DMCodec
 from . import state as saved
 from .config import TrainOptions
-from .data import BatchOrder, SegmentDataset, StepSampler, check_features, collate, load_segments
+from .data import Augment, BatchOrder, SegmentDataset, StepSampler, check_features, collate, load_segments
 from .monitor import Monitor, truncate_metrics
 from .trainer import (
     Trainer,
@@ -231,7 +231,9 @@ def train(config: ConfigFile, options: TrainOptions, manifest: str | os.PathLike
     total = _total_steps(options, order)
     make = functools.partial(SegmentDataset, root=root, config=codec_config, segment_size=options.segment_size,
                              features=features, groups=groups)
-    loader = _loader(make(train_segments), StepSampler(order, trainer.step, total), options, codec_config.hop_length)
+    augment = Augment(options.augment_speed, options.augment_gain_db)
+    loader = _loader(make(train_segments, augment=augment), StepSampler(order, trainer.step, total), options,
+                     codec_config.hop_length)
     valid_loader = _valid_loader(make(valid_segments[:options.valid_items]), codec_config.hop_length)
     monitor = Monitor(paths.root, acc.is_main_process)
     try:
