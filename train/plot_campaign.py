@@ -21,17 +21,19 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def _cells(row: dict, prefix: str = "") -> str:
-    """Validation mel error, STOI, PESQ-wb, SI-SDR, mel distance of the live (or ``ema_``) weights."""
+    """Validation mel error, STOI, PESQ-wb, SI-SDR, mel distance, ViSQOL of the live (or ``ema_``) weights."""
     if prefix + "stoi" not in row:
-        return "| | | | | "
-    return (f"{row[f'{prefix}valid_mel_error'] if prefix else row['valid_mel_error']:.4f} | {row[prefix + 'stoi']:.3f} | "
-            f"{row[prefix + 'pesq_wb']:.3f} | {row[prefix + 'si_sdr']:.2f} | {row[prefix + 'mel_distance']:.3f} ")
+        return "| | | | | | "
+    visqol = row.get(prefix + "visqol")
+    return (f"{row[prefix + 'valid_mel_error']:.4f} | {row[prefix + 'stoi']:.3f} | {row[prefix + 'pesq_wb']:.3f} | "
+            f"{row[prefix + 'si_sdr']:.2f} | {row[prefix + 'mel_distance']:.3f} | "
+            f"{'' if visqol is None else f'{visqol:.2f}'} ")
 
 
 def print_table(curve: list[dict], shift: int) -> None:
     """One row per chunk; rows with a moving average of the weights get a second line for it."""
-    print("| step | hours | weights | validation mel error | STOI | PESQ-wb | SI-SDR (dB) | mel distance |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| step | hours | weights | validation mel error | STOI | PESQ-wb | SI-SDR (dB) | mel distance | ViSQOL |")
+    print("|---|---|---|---|---|---|---|---|---|")
     hours = 0.0
     for row in curve:
         hours += row.get("chunk_seconds", 0) / 3600
