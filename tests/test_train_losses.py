@@ -27,7 +27,7 @@ from dmcodec_cli.training.losses import (
     generator_adversarial_loss,
     t_axis_loss,
 )
-from dmcodec_cli.training.trainer import DistillCodec, lr_factor, total_generator_loss
+from dmcodec_cli.training.trainer import DistillCodec, build_trainer, lr_factor, make_accelerator, total_generator_loss
 
 MIN_LOSS = -math.log(1 / (1 + math.exp(-1)))  # -log sigmoid(1): perfect cosine similarity
 
@@ -198,6 +198,20 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_factor(options, 0) == pytest.approx(0.1)
     assert lr_factor(options, 9) == pytest.approx(0.98 ** 0.09)
     assert lr_factor(options, 1009) == pytest.approx(0.98 ** 10.09)
+
+
+def test_the_discriminators_may_learn_at_their_own_rate():
+    config = ConfigFile().replace(n_filters=4, dimension=32, semantic_dimension=16, codebook_size=64, n_q=4,
+                                  lstm_layers=1)
+    tiny = {"teacher": "none", "learning_rate": 1e-4, "warmup_steps": 0,
+            "discriminator": {"periods": [2], "scales": 0, "stft_n_ffts": [], "width": 0.0625}}
+    for extra, d_lr in (({}, 1e-4), ({"discriminator_lr": 2e-3}, 2e-3)):
+        options = build_options(config.replace(extra={**tiny, **extra}))
+        trainer = build_trainer(DMCodec(config.codec), options, make_accelerator(options, cpu=True))
+        assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(1e-4)
+        assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(d_lr)
+    with pytest.raises(DmcodecError, match="discriminator_lr"):
+        build_options(config.replace(extra={"discriminator_lr": -1}))
 
 
 def test_discriminators_are_the_paper_set_and_scale_down():

@@ -66,6 +66,7 @@ class TrainOptions:
     augment_gain_db: float = 0.0  #: scale each crop by a random gain in [-g, +g] dB
     # optimisation
     learning_rate: float = 1e-4
+    discriminator_lr: float = 0.0  #: the discriminators' learning rate (0 = ``learning_rate``)
     betas: tuple[float, float] = (0.9, 0.99)
     weight_decay: float = 0.0
     warmup_steps: int = 0
@@ -119,8 +120,9 @@ class TrainOptions:
 _COUNTS = ("adversarial_start", "warmup_steps", "max_steps", "epochs", "num_workers", "valid_items",
            "keep_checkpoints", "showpiece_num")
 _POSITIVE = ("batch_size", "segment_size", "log_every", "valid_every", "save_every", "decay_every")
-_AMOUNTS = ("sm_weight", "lm_weight", "feature_weight", "adversarial_weight", "learning_rate", "weight_decay",
-            "grad_clip", "lr_decay", "ema_decay", "stft_loss_weight", "augment_speed", "augment_gain_db")
+_AMOUNTS = ("sm_weight", "lm_weight", "feature_weight", "adversarial_weight", "learning_rate", "discriminator_lr",
+            "weight_decay", "grad_clip", "lr_decay", "ema_decay", "stft_loss_weight", "augment_speed",
+            "augment_gain_db")
 
 
 def _is_int(value: Any) -> bool:

@@ -245,10 +245,10 @@ def lr_factor(options: TrainOptions, step: int) -> float:
     return warm * options.lr_decay ** (step / options.decay_every)
 
 
-def _optimizer(options: TrainOptions, params) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    optimizer = torch.optim.AdamW(params, options.learning_rate, betas=options.betas,
-                                  weight_decay=options.weight_decay) if options.weight_decay else \
-        torch.optim.Adam(params, options.learning_rate, betas=options.betas)
+def _optimizer(options: TrainOptions, params, lr: float) -> tuple[torch.optim.Optimizer,
+                                                                   torch.optim.lr_scheduler.LambdaLR]:
+    optimizer = torch.optim.AdamW(params, lr, betas=options.betas, weight_decay=options.weight_decay) \
+        if options.weight_decay else torch.optim.Adam(params, lr, betas=options.betas)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(lr_factor, options))
 
 
@@ -269,8 +269,9 @@ def build_trainer(codec: DMCodec, options: TrainOptions, accelerator) -> Trainer
     codec.train()
     generator = DistillCodec(codec, {g: options.layers(g) for g in options.teachers})
     discriminators = Discriminators(options.discriminator)
-    opt_g, sched_g = _optimizer(options, generator.parameters())
-    opt_d, sched_d = _optimizer(options, discriminators.parameters())
+    opt_g, sched_g = _optimizer(options, generator.parameters(), options.learning_rate)
+    opt_d, sched_d = _optimizer(options, discriminators.parameters(),
+                                options.discriminator_lr or options.learning_rate)
     generator, discriminators, opt_g, opt_d = accelerator.prepare(generator, discriminators, opt_g, opt_d)
     mel = MultiScaleMelLoss(codec.sample_rate, options.training_keys).to(accelerator.device)
     stft = (MultiResolutionSTFTLoss(options.stft_loss_n_ffts).to(accelerator.device) if options.stft_loss_weight
