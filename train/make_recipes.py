@@ -78,12 +78,13 @@ def mini_recipes(folder: Path, official: ConfigFile) -> None:
     no_average = {k: v for k, v in gan.items() if k != "ema_decay"}  # it was tried before the average
     recipe(folder, "mini_campaign_gan_stft", campaign,
            **{**no_average, "discriminator": {"periods": [], "scales": 0, "stft_filters": 8}})
-    recipe(folder, "mini_campaign_gan_mpd", recon100,
-           **{**gan, "discriminator": {"periods": [2, 3, 5, 7, 11], "scales": 0, "stft_filters": 8, "width": 0.125}})
+    mpd = {**gan, "discriminator": {"periods": [2, 3, 5, 7, 11], "scales": 0, "stft_filters": 8, "width": 0.125}}
+    recipe(folder, "mini_campaign_gan_mpd", recon100, **mpd)
     period = {**gan, "discriminator": {"periods": [2, 3, 5, 7, 11], "scales": 0, "stft_n_ffts": [], "width": 0.125}}
     recipe(folder, "mini_campaign_gan_period", recon100, **period)
     # its discriminators stayed at D = 0.5 on real and fake alike for 2,500 steps at 1e-4
     recipe(folder, "mini_campaign_gan_period_dlr", recon100, **period, discriminator_lr=2e-3)
+    recipe(folder, "mini_campaign_gan_mpd_dlr", recon100, **mpd, discriminator_lr=2e-3)
     recipe(folder, "mini_campaign_stft", recon100, **recon, stft_loss_weight=15)
     recipe(folder, "mini_campaign_augment", recon100, **recon, augment_speed=0.1, augment_gain_db=6.0)
     decay = {**recon, "lr_decay": 0.05, "decay_every": 3000}
